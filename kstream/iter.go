@@ -1,0 +1,194 @@
+package kstream
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Records returns an iterator over the stream's records, in offset order
+// within each partition. Each step yields either a record and a nil error, or
+// an error:
+//
+//   - *DecodeError: the record's value could not be decoded. The Record
+//     carries its metadata, key, headers and Raw, with a zero Value.
+//   - *FetchError: fetching failed. If Fatal, it is the last value.
+//   - ErrClosed, ErrConcurrentRange, or the error of opening the stream:
+//     yielded once, as the only value.
+//
+// If the loop body continues after an error, the stream goes on and the bad
+// record counts as handled. The iterator ends without an error when ctx is
+// done or the stream is closed, at the next record boundary.
+//
+// Commits follow loop control. A record is processed when the body returns
+// to the iterator for the next one (continue, or the end of the body); in
+// the default mode processed records are committed automatically. break,
+// return, goto and panic leave the record in hand unprocessed, so after
+// Close it is delivered again to whichever member owns its partition next.
+//
+// The iterator may be ranged again: a new range resumes after the last record
+// yielded, with nothing polled lost. The record a previous range broke on is
+// not yielded again by this member; once a later record of its partition is
+// processed, a commit covers it (offsets are per partition, so ranging on
+// means you are done with it). A range over a stream that was never opened
+// opens it and closes it at the end of the loop, so each such loop is a whole
+// session: records it left unprocessed are delivered again by the next one.
+//
+// Records of a partition revoked from, or lost by, this member are never
+// yielded after the revoke.
+func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
+	return func(yield func(Record[T], error) bool) {
+		ss, release, err := s.beginRange(ctx)
+		if err != nil {
+			yield(Record[T]{}, err)
+			return
+		}
+		defer release()
+		done := ctx.Done()
+		var prev *kgo.Record
+		for {
+			r, fe, st := ss.step(ctx, done, prev)
+			prev = nil
+			if st != popRecord {
+				return
+			}
+			if fe != nil {
+				if !yield(Record[T]{Topic: fe.Topic, Partition: fe.Partition, Offset: -1}, fe) || fe.Fatal {
+					return
+				}
+				continue
+			}
+			rec, derr := s.decode(r)
+			if !yield(rec, derr) {
+				return
+			}
+			prev = r
+		}
+	}
+}
+
+// Batches returns an iterator over batches of up to max records, the Go form
+// of kstreams' getmany. A batch is yielded when it holds max records, or when
+// wait has passed since its first record arrived, whichever comes first; an
+// empty batch is never yielded. A batch is also cut short when a rebalance is
+// waiting, so that rebalances are never held up by more than wait.
+//
+// Errors are yielded as by Records, each on its own with a nil batch, except a
+// *DecodeError, which is yielded with a batch holding just the bad record; the
+// good records before it come first, in their own batch. Commits follow loop
+// control as with Records, for the whole batch at once: a batch is processed
+// when the body returns to the iterator for the next one. Each batch is a new
+// slice that the body may keep.
+func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) iter.Seq2[[]Record[T], error] {
+	return func(yield func([]Record[T], error) bool) {
+		if max <= 0 {
+			yield(nil, fmt.Errorf("%w: Batches: max must be positive, got %d", ErrInvalidOption, max))
+			return
+		}
+		if wait < 0 {
+			yield(nil, fmt.Errorf("%w: Batches: wait must not be negative, got %v", ErrInvalidOption, wait))
+			return
+		}
+		ss, release, err := s.beginRange(ctx)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		defer release()
+		done := ctx.Done()
+		raws := make([]*kgo.Record, 0, min(max, ss.cfg.maxPoll))
+
+		// emit yields raws as one batch and marks it processed if the
+		// body asks for more.
+		emit := func(raws []*kgo.Record, recs []Record[T], err error) bool {
+			n := ss.yielding(raws)
+			if n < len(raws) {
+				recs = keepOwned(recs, raws[:n])
+			}
+			if len(recs) == 0 {
+				return true
+			}
+			if !yield(recs, err) {
+				return false
+			}
+			ss.processed(raws[:n])
+			return true
+		}
+
+		for {
+			raws = raws[:0]
+			var fe *FetchError
+			var deadline time.Time
+			end := false
+			ss.mu.Lock()
+			for len(raws) < max {
+				r, ferr, st := ss.popLocked(ctx, done, deadline, len(raws) == 0)
+				if st == popEnd {
+					end = true
+					break
+				}
+				if st != popRecord {
+					break
+				}
+				if ferr != nil {
+					fe = ferr
+					break
+				}
+				raws = append(raws, r)
+				if deadline.IsZero() {
+					deadline = time.Now().Add(wait)
+				}
+			}
+			if end {
+				ss.unpopLocked(raws)
+			}
+			ss.mu.Unlock()
+			if end {
+				return
+			}
+
+			recs := make([]Record[T], 0, len(raws))
+			start := 0
+			for i, r := range raws {
+				rec, derr := s.decode(r)
+				if derr == nil {
+					recs = append(recs, rec)
+					continue
+				}
+				if !emit(raws[start:i], recs, nil) {
+					return
+				}
+				if !emit(raws[i:i+1], []Record[T]{rec}, derr) {
+					return
+				}
+				start = i + 1
+				recs = make([]Record[T], 0, len(raws)-start)
+			}
+			if start < len(raws) && !emit(raws[start:], recs, nil) {
+				return
+			}
+			if fe != nil {
+				if !yield(nil, fe) || fe.Fatal {
+					return
+				}
+			}
+		}
+	}
+}
+
+// keepOwned returns the records of recs whose raw record is in kept, which
+// is in the same order.
+func keepOwned[T any](recs []Record[T], kept []*kgo.Record) []Record[T] {
+	out := recs[:0]
+	j := 0
+	for _, rec := range recs {
+		if j < len(kept) && rec.Raw == kept[j] {
+			out = append(out, rec)
+			j++
+		}
+	}
+	return out
+}

@@ -1,0 +1,282 @@
+package kstream
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// RebalanceListener is told when the partitions of a stream's group member
+// change, as kstreams' RebalanceListener is. Each method gets the stream (as
+// AnyStream) and the partitions concerned, by topic; the map is the
+// listener's to keep. Empty changes are not reported.
+//
+// Callbacks run on franz-go's group goroutine, one at a time, and never while
+// the stream's loop body holds a record: the stream lets a rebalance proceed
+// only at a record boundary, so when OnRevoked runs, no record of the revoked
+// partitions is being processed and none will be yielded again by this
+// member. In a callback it is safe to call the stream's Name, Assignment and
+// Commit, to read and write your own state, and to do I/O that is bounded by
+// ctx. Keep callbacks short: the whole group waits for them, and a member
+// that takes longer than the rebalance timeout is removed from the group. Do
+// not range over the stream or call Close from a callback.
+type RebalanceListener interface {
+	// OnAssigned is called after partitions are assigned to this member
+	// and before any of their records are fetched.
+	OnAssigned(ctx context.Context, s AnyStream, assigned map[string][]int32)
+	// OnRevoked is called before partitions are taken from this member
+	// in a rebalance or on Close. Commits made here still succeed; in the
+	// default mode the processed records were committed just before.
+	OnRevoked(ctx context.Context, s AnyStream, revoked map[string][]int32)
+	// OnLost is called when partitions were taken from this member
+	// without a rebalance it took part in (its session expired, it was
+	// fenced). Commits made here fail; another member may already own
+	// the partitions.
+	OnLost(ctx context.Context, s AnyStream, lost map[string][]int32)
+}
+
+// AnyStream is the view of a stream that is the same whatever its record
+// type: what a RebalanceListener gets.
+type AnyStream interface {
+	// Name returns the stream's name.
+	Name() string
+	// Commit commits every record the stream has yielded so far, as
+	// Stream.Commit does.
+	Commit(ctx context.Context) error
+	// Assignment returns the partitions this member owns, by topic.
+	Assignment() map[string][]int32
+
+	dropPartitionMetrics(revoked map[string][]int32)
+}
+
+// streamHandle is the AnyStream of one session, so that a listener's
+// Commit reaches the session even while Close is tearing it down.
+type streamHandle struct {
+	name string
+	ss   *session
+}
+
+func (h *streamHandle) Name() string                            { return h.name }
+func (h *streamHandle) Commit(ctx context.Context) error        { return h.ss.commitYielded(ctx) }
+func (h *streamHandle) Assignment() map[string][]int32          { return h.ss.assignment() }
+func (h *streamHandle) dropPartitionMetrics(map[string][]int32) {}
+
+// MetricsRebalanceListener drops the per-partition metrics of partitions
+// that were revoked or lost, as kstreams' listener of the same name does.
+// Every stream already does this whatever its listeners, so this listener is
+// for code that wants to name it, or to embed it in a listener of its own.
+type MetricsRebalanceListener struct{}
+
+// OnAssigned does nothing.
+func (MetricsRebalanceListener) OnAssigned(context.Context, AnyStream, map[string][]int32) {}
+
+// OnRevoked drops the metrics of the revoked partitions.
+func (MetricsRebalanceListener) OnRevoked(_ context.Context, s AnyStream, revoked map[string][]int32) {
+	s.dropPartitionMetrics(revoked)
+}
+
+// OnLost drops the metrics of the lost partitions.
+func (MetricsRebalanceListener) OnLost(_ context.Context, s AnyStream, lost map[string][]int32) {
+	s.dropPartitionMetrics(lost)
+}
+
+// ManualCommitRebalanceListener commits the records yielded so far before
+// partitions are revoked, so that with ManualCommit a rebalance (or Close)
+// does not deliver them again to the next owner. It also does what
+// MetricsRebalanceListener does. A failed commit is logged by the stream;
+// the records are then delivered again (at least once).
+type ManualCommitRebalanceListener struct {
+	MetricsRebalanceListener
+}
+
+// OnRevoked commits the records yielded so far, then drops the metrics of
+// the revoked partitions.
+func (l ManualCommitRebalanceListener) OnRevoked(ctx context.Context, s AnyStream, revoked map[string][]int32) {
+	if err := s.Commit(ctx); err != nil {
+		if h, ok := s.(*streamHandle); ok {
+			h.ss.log.Error("commit before revoke failed; records yielded since the last commit will be delivered again", "err", err)
+		}
+	}
+	l.MetricsRebalanceListener.OnRevoked(ctx, s, revoked)
+}
+
+// ListenerFuncs adapts functions to a RebalanceListener; a nil function is
+// not called.
+type ListenerFuncs struct {
+	Assigned func(ctx context.Context, s AnyStream, assigned map[string][]int32)
+	Revoked  func(ctx context.Context, s AnyStream, revoked map[string][]int32)
+	Lost     func(ctx context.Context, s AnyStream, lost map[string][]int32)
+}
+
+// OnAssigned calls f.Assigned.
+func (f ListenerFuncs) OnAssigned(ctx context.Context, s AnyStream, assigned map[string][]int32) {
+	if f.Assigned != nil {
+		f.Assigned(ctx, s, assigned)
+	}
+}
+
+// OnRevoked calls f.Revoked.
+func (f ListenerFuncs) OnRevoked(ctx context.Context, s AnyStream, revoked map[string][]int32) {
+	if f.Revoked != nil {
+		f.Revoked(ctx, s, revoked)
+	}
+}
+
+// OnLost calls f.Lost.
+func (f ListenerFuncs) OnLost(ctx context.Context, s AnyStream, lost map[string][]int32) {
+	if f.Lost != nil {
+		f.Lost(ctx, s, lost)
+	}
+}
+
+// The franz-go callbacks. They run on franz-go's group goroutine, gated by
+// BlockRebalanceOnPoll; they use the client they are given, because they
+// can run before openSession has stored it.
+
+func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	ss.mu.Lock()
+	for t, ps := range assigned {
+		for _, p := range ps {
+			ss.parts[topicPartition{t, p}] = &partState{owned: true}
+		}
+	}
+	ss.last = nil
+	if !ss.assignedOnce {
+		ss.assignedOnce = true
+		for tp, off := range ss.initialLeft {
+			if !slices.Contains(assigned[tp.topic], tp.partition) {
+				ss.log.Warn("initial offset ignored: partition not assigned to this member", "topic", tp.topic, "partition", tp.partition, "offset", off)
+				delete(ss.initialLeft, tp)
+			}
+		}
+	}
+	ss.mu.Unlock()
+	if countPartitions(assigned) == 0 {
+		return
+	}
+	ss.log.Info("partitions assigned", "partitions", assigned)
+	for _, l := range ss.cfg.listeners {
+		l.OnAssigned(ctx, ss.handle, cloneAssignment(assigned))
+	}
+}
+
+// adjustOffsets applies initial offsets to newly assigned partitions and
+// notes the committed offsets the group had for them.
+func (ss *session) adjustOffsets(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for t, m := range offsets {
+		for p, off := range m {
+			tp := topicPartition{t, p}
+			if ps := ss.parts[tp]; ps != nil {
+				if eo := off.EpochOffset(); eo.Offset >= 0 {
+					ps.committed = eo.Offset
+				}
+			}
+			if o, ok := ss.initialLeft[tp]; ok {
+				delete(ss.initialLeft, tp)
+				m[p] = kgo.NewOffset().At(o).WithEpoch(-1)
+				ss.log.Info("initial offset applied", "topic", t, "partition", p, "offset", o)
+			}
+		}
+	}
+	return offsets, nil
+}
+
+func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if countPartitions(revoked) == 0 {
+		return
+	}
+	ss.dropBuffered(revoked)
+	if !ss.manual {
+		ss.pushMarks(cl)
+		if err := cl.CommitMarkedOffsets(ctx); err != nil {
+			ss.log.Error("commit before revoke failed; processed records will be delivered again", "err", err)
+		}
+	}
+	ss.log.Info("partitions revoked", "partitions", revoked)
+	for _, l := range ss.cfg.listeners {
+		l.OnRevoked(ctx, ss.handle, cloneAssignment(revoked))
+	}
+	ss.disown(revoked)
+}
+
+func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if countPartitions(lost) == 0 {
+		return
+	}
+	ss.dropBuffered(lost)
+	ss.log.Warn("partitions lost", "partitions", lost)
+	for _, l := range ss.cfg.listeners {
+		l.OnLost(ctx, ss.handle, cloneAssignment(lost))
+	}
+	ss.disown(lost)
+}
+
+// onCallbackBlocked runs (in a goroutine of franz-go's) when a rebalance
+// waits for the stream. Outside a range, or while the range polls, the
+// stream gives way at once; otherwise at the next record boundary.
+func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
+	ss.mu.Lock()
+	if ss.ranging && !ss.polling {
+		ss.rebalancePending.Store(true)
+		ss.mu.Unlock()
+		return
+	}
+	rewind := ss.takeBufferLocked()
+	ss.mu.Unlock()
+	if ss.closing.Load() {
+		return
+	}
+	if len(rewind) > 0 {
+		cl.SetOffsets(rewind)
+	}
+	ss.pushMarks(cl)
+	cl.AllowRebalance()
+}
+
+// dropBuffered removes unyielded records of the given partitions. Gating
+// means there are none; this keeps the guarantee if that ever changes.
+func (ss *session) dropBuffered(gone map[string][]int32) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	kept := ss.buf[:ss.pos]
+	for _, r := range ss.buf[ss.pos:] {
+		if !slices.Contains(gone[r.Topic], r.Partition) {
+			kept = append(kept, r)
+		}
+	}
+	clear(ss.buf[len(kept):])
+	ss.buf = kept
+}
+
+func (ss *session) disown(gone map[string][]int32) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for t, ps := range gone {
+		for _, p := range ps {
+			delete(ss.parts, topicPartition{t, p})
+		}
+	}
+	ss.last = nil
+}
+
+func countPartitions(m map[string][]int32) int {
+	n := 0
+	for _, ps := range m {
+		n += len(ps)
+	}
+	return n
+}
+
+func cloneAssignment(m map[string][]int32) map[string][]int32 {
+	out := make(map[string][]int32, len(m))
+	for t, ps := range maps.All(m) {
+		if len(ps) > 0 {
+			out[t] = slices.Clone(ps)
+		}
+	}
+	return out
+}

@@ -1,0 +1,55 @@
+package kstream
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Record is one Kafka record with its value decoded into a T.
+//
+// Key, Headers and the bytes behind Raw belong to the record; they are not
+// reused by the stream, so a Record may be kept after the loop moves on.
+type Record[T any] struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	// Value is the decoded value. It is the zero value of T when decoding
+	// failed (the iterator then yields a *DecodeError with the record) and
+	// for a tombstone, unless the decoder implements codec.NilDecoder.
+	Value     T
+	Headers   []Header
+	Timestamp time.Time
+	// Raw is the record as franz-go fetched it, for what Record does not
+	// carry (leader epoch, producer ID, attributes).
+	Raw *kgo.Record
+}
+
+// Tombstone reports whether the record's value is nil, which on a compacted
+// topic marks the key as deleted.
+func (r Record[T]) Tombstone() bool { return r.Raw != nil && r.Raw.Value == nil }
+
+// Header is a record header. It is franz-go's type, so that headers are
+// handed over without copying.
+type Header = kgo.RecordHeader
+
+// TopicPartitionOffset names an offset in a partition, as kstreams'
+// structs.TopicPartitionOffset does. See InitialOffsets.
+type TopicPartitionOffset struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+func newRecord[T any](r *kgo.Record) Record[T] {
+	return Record[T]{
+		Topic:     r.Topic,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       r.Key,
+		Headers:   r.Headers,
+		Timestamp: r.Timestamp,
+		Raw:       r,
+	}
+}

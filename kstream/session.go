@@ -1,0 +1,537 @@
+package kstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// markPushInterval bounds how long a processed record's mark waits in the
+// stream before franz-go's autocommit can see it. Marks are also pushed at
+// every poll, at the end of every range, before every commit and revoke.
+const markPushInterval = 500 * time.Millisecond
+
+// session is one Open of a stream: a franz-go client, the records polled but
+// not yet yielded, and what the stream knows of each partition. It is not
+// generic; Stream[T] adds decoding on top.
+//
+// Rebalances are gated with BlockRebalanceOnPoll, so franz-go runs the
+// assigned, revoked and lost callbacks only while the iterator allows it:
+// when it polls with an empty buffer, at the end of a range, or at a record
+// boundary after franz-go asked for a rebalance (OnPartitionsCallbackBlocked),
+// in which case the unyielded buffer is rewound with SetOffsets first. So a
+// callback never runs while the loop body holds a record, and a revoke waits
+// for at most the record in hand, not for the whole polled batch.
+type session struct {
+	cfg    *config
+	name   string
+	log    *slog.Logger
+	cl     *kgo.Client
+	group  bool
+	manual bool
+	handle *streamHandle
+
+	closing          atomic.Bool
+	rebalancePending atomic.Bool
+
+	commitMu sync.Mutex // serializes commits so that they stay monotonic
+	pushMu   sync.Mutex // serializes pushes of marks; guards scratch
+	scratch  map[string]map[int32]kgo.EpochOffset
+
+	mu           sync.Mutex
+	buf          []*kgo.Record // polled, not yet yielded: buf[pos:]
+	pos          int
+	errs         []*FetchError // errors from the last poll, not yet yielded
+	fatal        *FetchError
+	parts        map[topicPartition]*partState
+	lastTP       topicPartition
+	last         *partState // cache of parts[lastTP]; nil after any removal
+	inflight     []*kgo.Record
+	ranging      bool
+	polling      bool // the range waits in a poll that lets rebalances run
+	dirty        bool // some partition has processed > pushed
+	lastPush     time.Time
+	initialLeft  map[topicPartition]int64
+	assignedOnce bool
+	seeks        map[string]map[int32]kgo.EpochOffset // direct mode initial offsets to apply
+}
+
+// partState is what the stream knows of one partition it owns. Offsets are
+// "next offset" values: the offset after the last record of that kind, 0
+// when there is none.
+type partState struct {
+	owned     bool
+	epoch     int32 // leader epoch of the last processed record
+	yielded   int64
+	processed int64
+	pushed    int64 // processed as last given to franz-go's marks
+	committed int64 // committed offset as this member last knew it
+	highwater int64
+}
+
+func openSession(ctx context.Context, cfg *config, name string, brokers []string) (*session, error) {
+	ss := &session{
+		cfg:     cfg,
+		name:    name,
+		log:     cfg.logger.With("stream", name),
+		group:   cfg.group != "",
+		manual:  cfg.manual,
+		parts:   make(map[topicPartition]*partState),
+		scratch: make(map[string]map[int32]kgo.EpochOffset),
+	}
+	if ss.group {
+		ss.log = ss.log.With("group", cfg.group)
+	}
+	ss.handle = &streamHandle{name: name, ss: ss}
+	if len(cfg.initial) > 0 {
+		ss.initialLeft = make(map[topicPartition]int64, len(cfg.initial))
+		for _, o := range cfg.initial {
+			ss.initialLeft[topicPartition{o.Topic, o.Partition}] = o.Offset
+		}
+	}
+
+	reset := kgo.NewOffset().AtStart()
+	if cfg.reset == Latest {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.WithLogger(newKgoLogger(ss.log)),
+		kgo.ConsumeResetOffset(reset),
+	}
+	if cfg.pattern != "" {
+		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics(anchored(cfg.pattern)))
+	} else {
+		opts = append(opts, kgo.ConsumeTopics(cfg.topics...))
+	}
+	opts = append(opts, cfg.clientOpts...)
+	if ss.group {
+		opts = append(opts,
+			kgo.ConsumerGroup(cfg.group),
+			kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsAssigned(ss.onAssigned),
+			kgo.OnPartitionsRevoked(ss.onRevoked),
+			kgo.OnPartitionsLost(ss.onLost),
+			kgo.OnPartitionsCallbackBlocked(ss.onCallbackBlocked),
+			kgo.AdjustFetchOffsetsFn(ss.adjustOffsets),
+		)
+		if cfg.manual {
+			opts = append(opts, kgo.DisableAutoCommit())
+		} else {
+			opts = append(opts, kgo.AutoCommitMarks())
+		}
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
+	}
+	ss.cl = cl
+	if err := cl.Ping(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
+	}
+	ss.log.Debug("stream opened", "brokers", brokers)
+	return ss, nil
+}
+
+// partLocked returns the state of r's partition, creating it for a stream
+// without a group (which owns every partition it fetches). ss.mu is held.
+func (ss *session) partLocked(topic string, partition int32) *partState {
+	if ss.last != nil && ss.lastTP.partition == partition && ss.lastTP.topic == topic {
+		return ss.last
+	}
+	tp := topicPartition{topic, partition}
+	ps := ss.parts[tp]
+	if ps == nil && !ss.group {
+		ps = &partState{owned: true}
+		ss.parts[tp] = ps
+	}
+	if ps != nil {
+		ss.last, ss.lastTP = ps, tp
+	}
+	return ps
+}
+
+// popStatus says why pop returned no record.
+type popStatus int
+
+const (
+	popRecord  popStatus = iota // a record (or an error) to yield
+	popEnd                      // ctx done, or the stream is closing: end quietly
+	popTimeout                  // the deadline passed with nothing buffered
+	popYield                    // a rebalance waits and the caller holds records
+)
+
+// step finishes prev (marks it processed unless the stream is closing),
+// then takes the next record and records it as yielded and in flight. It is
+// the fused fast path of Records.
+func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Record) (*kgo.Record, *FetchError, popStatus) {
+	push := false
+	ss.mu.Lock()
+	if prev != nil {
+		ss.inflight = ss.inflight[:0]
+		if !ss.closing.Load() {
+			ss.markLocked(prev)
+			push = ss.dirty && time.Since(ss.lastPush) >= markPushInterval
+		}
+	}
+	r, fe, st := ss.popLocked(ctx, done, time.Time{}, true)
+	if r != nil {
+		ps := ss.partLocked(r.Topic, r.Partition)
+		ps.yielded = r.Offset + 1
+		ss.inflight = append(ss.inflight, r)
+	}
+	ss.mu.Unlock()
+	if push {
+		ss.pushMarks(ss.cl)
+	}
+	return r, fe, st
+}
+
+// popLocked takes the next polled record or error, polling when none is
+// buffered. With a zero deadline it waits as long as ctx allows. allow says
+// whether the caller holds no records, so that a waiting rebalance may run;
+// if it may not, popLocked returns popYield instead. ss.mu is held, and
+// released while polling.
+func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline time.Time, allow bool) (*kgo.Record, *FetchError, popStatus) {
+	for {
+		if ss.closing.Load() {
+			return nil, nil, popEnd
+		}
+		select {
+		case <-done:
+			return nil, nil, popEnd
+		default:
+		}
+		if ss.rebalancePending.Load() {
+			if !allow {
+				return nil, nil, popYield
+			}
+			ss.rebalancePending.Store(false)
+			ss.mu.Unlock()
+			ss.yieldToRebalance()
+			ss.mu.Lock()
+			continue
+		}
+		if len(ss.errs) > 0 {
+			fe := ss.errs[0]
+			ss.errs = ss.errs[1:]
+			return nil, fe, popRecord
+		}
+		if ss.fatal != nil {
+			return nil, ss.fatal, popRecord
+		}
+		for ss.pos < len(ss.buf) {
+			r := ss.buf[ss.pos]
+			ss.buf[ss.pos] = nil
+			ss.pos++
+			if ps := ss.partLocked(r.Topic, r.Partition); ps != nil && ps.owned {
+				return r, nil, popRecord
+			}
+			// Gating makes this unreachable; a record of a partition
+			// this member does not own must never be yielded.
+			ss.log.Warn("dropping polled record of a partition not owned", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return nil, nil, popTimeout
+		}
+		ss.polling = allow
+		ss.mu.Unlock()
+		st := ss.poll(ctx, deadline, allow)
+		ss.mu.Lock()
+		ss.polling = false
+		if st != popRecord {
+			return nil, nil, st
+		}
+	}
+}
+
+// poll fetches the next records into the buffer. ss.mu is not held.
+func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) popStatus {
+	ss.pushMarks(ss.cl)
+	if ss.group && allow {
+		ss.cl.AllowRebalance()
+	}
+	pctx := ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	fs := ss.cl.PollRecords(pctx, ss.cfg.maxPoll)
+
+	var seeks map[string]map[int32]kgo.EpochOffset
+	ss.mu.Lock()
+	status := popRecord
+	fs.EachError(func(topic string, partition int32, err error) {
+		if ctx.Err() != nil {
+			status = popEnd
+			return
+		}
+		if pctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			if status == popRecord {
+				status = popTimeout
+			}
+			return
+		}
+		switch classifyFetchError(err) {
+		case errEnd:
+			status = popEnd
+		case errRetried:
+			ss.log.Warn("fetch error, retrying", "topic", topic, "partition", partition, "err", err)
+		case errNonFatal:
+			ss.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			ss.errs = append(ss.errs, &FetchError{Topic: topic, Partition: partition, Err: err})
+		case errFatal:
+			ss.log.Error("fatal fetch error, stream stops", "topic", topic, "partition", partition, "err", err)
+			if ss.fatal == nil {
+				ss.fatal = &FetchError{Topic: topic, Partition: partition, Err: err, Fatal: true}
+			}
+		}
+	})
+	ss.buf = ss.buf[:0]
+	ss.pos = 0
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		ps := ss.partLocked(p.Topic, p.Partition)
+		if ps == nil {
+			return
+		}
+		if p.HighWatermark > ps.highwater {
+			ps.highwater = p.HighWatermark
+		}
+		if !ss.group && ss.initialLeft != nil {
+			tp := topicPartition{p.Topic, p.Partition}
+			if off, ok := ss.initialLeft[tp]; ok {
+				delete(ss.initialLeft, tp)
+				if seeks == nil {
+					seeks = make(map[string]map[int32]kgo.EpochOffset)
+				}
+				if seeks[p.Topic] == nil {
+					seeks[p.Topic] = make(map[int32]kgo.EpochOffset)
+				}
+				seeks[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+				ss.log.Info("initial offset applied", "topic", p.Topic, "partition", p.Partition, "offset", off)
+				return // these records precede the initial offset's effect
+			}
+		}
+		ss.buf = append(ss.buf, p.Records...)
+	})
+	ss.mu.Unlock()
+	if seeks != nil {
+		ss.cl.SetOffsets(seeks)
+	}
+	if status == popTimeout && len(ss.buf) > 0 {
+		status = popRecord
+	}
+	return status
+}
+
+// yielding records rs as yielded and in flight, dropping any whose
+// partition this member no longer owns. It returns how many it kept at the
+// front of rs.
+func (ss *session) yielding(rs []*kgo.Record) int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	n := 0
+	for _, r := range rs {
+		ps := ss.partLocked(r.Topic, r.Partition)
+		if ps == nil || !ps.owned {
+			continue
+		}
+		if r.Offset+1 > ps.yielded {
+			ps.yielded = r.Offset + 1
+		}
+		rs[n] = r
+		n++
+	}
+	ss.inflight = append(ss.inflight[:0], rs[:n]...)
+	return n
+}
+
+// processed marks rs processed, unless the stream is closing, and clears
+// the records in flight.
+func (ss *session) processed(rs []*kgo.Record) {
+	ss.mu.Lock()
+	ss.inflight = ss.inflight[:0]
+	if ss.closing.Load() {
+		ss.mu.Unlock()
+		return
+	}
+	for _, r := range rs {
+		ss.markLocked(r)
+	}
+	push := ss.dirty && time.Since(ss.lastPush) >= markPushInterval
+	ss.mu.Unlock()
+	if push {
+		ss.pushMarks(ss.cl)
+	}
+}
+
+func (ss *session) markLocked(r *kgo.Record) {
+	ps := ss.partLocked(r.Topic, r.Partition)
+	if ps == nil || !ps.owned {
+		return
+	}
+	if r.Offset+1 > ps.processed {
+		ps.processed = r.Offset + 1
+		ps.epoch = r.LeaderEpoch
+		ss.dirty = true
+	}
+}
+
+// pushMarks hands processed offsets to franz-go, whose autocommit commits
+// them. Only the default (at-least-once) mode marks.
+func (ss *session) pushMarks(cl *kgo.Client) {
+	if !ss.group || ss.manual {
+		return
+	}
+	ss.pushMu.Lock()
+	defer ss.pushMu.Unlock()
+	ss.mu.Lock()
+	if !ss.dirty {
+		ss.mu.Unlock()
+		return
+	}
+	for _, m := range ss.scratch {
+		clear(m)
+	}
+	for tp, ps := range ss.parts {
+		if !ps.owned || ps.processed <= ps.pushed {
+			continue
+		}
+		m := ss.scratch[tp.topic]
+		if m == nil {
+			m = make(map[int32]kgo.EpochOffset)
+			ss.scratch[tp.topic] = m
+		}
+		m[tp.partition] = kgo.EpochOffset{Epoch: ps.epoch, Offset: ps.processed}
+		ps.pushed = ps.processed
+	}
+	ss.dirty = false
+	ss.lastPush = time.Now()
+	ss.mu.Unlock()
+	cl.MarkCommitOffsets(ss.scratch)
+}
+
+// yieldToRebalance lets a waiting rebalance run: unyielded records are
+// given back (their partitions rewound to the first of them), marks are
+// pushed so that the revoke commits them, and franz-go may go on.
+func (ss *session) yieldToRebalance() {
+	if ss.closing.Load() {
+		return
+	}
+	ss.mu.Lock()
+	rewind := ss.takeBufferLocked()
+	ss.mu.Unlock()
+	if len(rewind) > 0 {
+		ss.cl.SetOffsets(rewind)
+	}
+	ss.pushMarks(ss.cl)
+	ss.cl.AllowRebalance()
+}
+
+// takeBufferLocked empties the buffer and returns, per partition, the
+// offset of its first unyielded record.
+func (ss *session) takeBufferLocked() map[string]map[int32]kgo.EpochOffset {
+	var rewind map[string]map[int32]kgo.EpochOffset
+	for _, r := range ss.buf[ss.pos:] {
+		if rewind == nil {
+			rewind = make(map[string]map[int32]kgo.EpochOffset)
+		}
+		m := rewind[r.Topic]
+		if m == nil {
+			m = make(map[int32]kgo.EpochOffset)
+			rewind[r.Topic] = m
+		}
+		if _, ok := m[r.Partition]; !ok {
+			m[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	clear(ss.buf)
+	ss.buf = ss.buf[:0]
+	ss.pos = 0
+	return rewind
+}
+
+// beginRange marks the session as being ranged over.
+func (ss *session) beginRange() {
+	ss.mu.Lock()
+	ss.ranging = true
+	ss.mu.Unlock()
+}
+
+// endRange is called when a range ends for any reason (end, break, return,
+// panic). The record in flight stays unmarked.
+func (ss *session) endRange() {
+	ss.mu.Lock()
+	ss.ranging = false
+	ss.inflight = ss.inflight[:0]
+	empty := ss.pos >= len(ss.buf)
+	ss.mu.Unlock()
+	if ss.closing.Load() {
+		return
+	}
+	ss.pushMarks(ss.cl)
+	if !ss.group {
+		return
+	}
+	if ss.rebalancePending.Swap(false) {
+		ss.yieldToRebalance()
+	} else if empty {
+		ss.cl.AllowRebalance()
+	}
+}
+
+// close commits what was processed (default mode), leaves the group and
+// closes the client. Records polled but not processed, and the record in
+// flight, are not committed.
+func (ss *session) close(timeout time.Duration) error {
+	ss.closing.Store(true)
+	var err error
+	if ss.group && !ss.manual {
+		ss.pushMarks(ss.cl)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		if cerr := ss.cl.CommitMarkedOffsets(ctx); cerr != nil {
+			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
+		}
+		cancel()
+	}
+	ss.cl.CloseAllowingRebalance()
+	ss.log.Debug("stream closed")
+	return err
+}
+
+// unpopLocked puts records taken by popLocked but not yielded back at the
+// front of the buffer, so that the next range yields them.
+func (ss *session) unpopLocked(rs []*kgo.Record) {
+	if len(rs) == 0 {
+		return
+	}
+	rest := ss.buf[ss.pos:]
+	buf := make([]*kgo.Record, 0, len(rs)+len(rest))
+	buf = append(append(buf, rs...), rest...)
+	ss.buf, ss.pos = buf, 0
+}
+
+// assignment returns the partitions this member owns.
+func (ss *session) assignment() map[string][]int32 {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := make(map[string][]int32)
+	for tp, ps := range ss.parts {
+		if ps.owned {
+			out[tp.topic] = append(out[tp.topic], tp.partition)
+		}
+	}
+	for _, ps := range out {
+		slices.Sort(ps)
+	}
+	return out
+}

@@ -1,0 +1,262 @@
+package kstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"regexp"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gokstreams/kstreams/codec"
+)
+
+// Stream consumes Kafka records and decodes their values into T. It is the
+// Go form of a kstreams Stream: create it with NewStream, then either range
+// over Records (or Batches) yourself, or hand it to an Engine.
+//
+// Lifecycle: NewStream validates and does no I/O. Open connects and joins the
+// group; Close commits what was processed, leaves the group and releases
+// every goroutine; Open after Close starts again as a new group member from
+// the committed offsets. Use wraps Open, a function and Close. Ranging over a
+// stream that was never opened opens it for the duration of that loop.
+//
+// Concurrency: one range at a time per stream (a second concurrent range
+// yields ErrConcurrentRange). Close, Commit, CommitRecords, Name and
+// Assignment are safe from any goroutine, including the loop body. The loop
+// body runs on the goroutine that ranges; the stream never yields from
+// another goroutine.
+type Stream[T any] struct {
+	dec    codec.Decoder[T]
+	nilDec codec.NilDecoder[T]
+	cfg    config
+	name   string
+
+	mu        sync.Mutex
+	sess      *session
+	state     streamState
+	ranging   bool
+	inherited []string // brokers from an engine
+}
+
+type streamState int
+
+const (
+	stateNew streamState = iota
+	stateOpen
+	stateClosed
+)
+
+var streamSeq atomic.Int64
+
+// NewStream returns a stream that decodes record values with dec. It checks
+// the options and their combination (no topics, Topics with TopicPattern, a
+// bad pattern, initial offsets for a topic the stream does not read) and
+// returns an error wrapping ErrInvalidOption that names the option. It does
+// no I/O.
+func NewStream[T any](dec codec.Decoder[T], opts ...Option) (*Stream[T], error) {
+	if dec == nil {
+		return nil, fmt.Errorf("%w: NewStream: nil decoder", ErrInvalidOption)
+	}
+	s := &Stream[T]{dec: dec}
+	s.nilDec, _ = dec.(codec.NilDecoder[T])
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.apply(&s.cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.cfg.validate(); err != nil {
+		return nil, err
+	}
+	s.name = s.cfg.name
+	if s.name == "" {
+		base := s.cfg.pattern
+		if len(s.cfg.topics) > 0 {
+			base = s.cfg.topics[0]
+		}
+		s.name = fmt.Sprintf("%s-%d", nameUnsafe.ReplaceAllString(base, "_"), streamSeq.Add(1))
+	}
+	return s, nil
+}
+
+var nameUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// Name returns the stream's name: the Name option, or a unique name made
+// from its first topic.
+func (s *Stream[T]) Name() string { return s.name }
+
+// Assignment returns the partitions this member currently owns, by topic,
+// each list sorted. With a group it is what the group assigned; without one
+// it is every partition the stream has fetched from. It is empty when the
+// stream is not open.
+func (s *Stream[T]) Assignment() map[string][]int32 {
+	s.mu.Lock()
+	ss := s.sess
+	s.mu.Unlock()
+	if ss == nil {
+		return map[string][]int32{}
+	}
+	return ss.assignment()
+}
+
+// Open connects to the brokers and subscribes; with a group it starts
+// joining it. ctx bounds connecting: Open returns once a broker answered,
+// without waiting for partitions to be assigned. Open returns ErrAlreadyOpen
+// if the stream is open.
+func (s *Stream[T]) Open(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess != nil {
+		return ErrAlreadyOpen
+	}
+	return s.openLocked(ctx)
+}
+
+func (s *Stream[T]) openLocked(ctx context.Context) error {
+	ss, err := openSession(ctx, &s.cfg, s.name, resolveBrokers(s.cfg.brokers, s.inherited))
+	if err != nil {
+		return err
+	}
+	s.sess, s.state = ss, stateOpen
+	return nil
+}
+
+// Close stops the stream: it commits the records processed so far (not with
+// ManualCommit), leaves the group so that its partitions move to other
+// members at once, and waits for every goroutine the stream started. Records
+// polled but not processed, and a record whose loop body is still running,
+// are not committed: the next owner gets them again. A range in progress ends
+// quietly at its next record boundary.
+//
+// Close is idempotent and safe from any goroutine, including the loop body.
+// It returns the error of the final commit, if any. The final commit is
+// bounded by DefaultCloseTimeout.
+func (s *Stream[T]) Close() error {
+	s.mu.Lock()
+	ss := s.sess
+	s.sess, s.state = nil, stateClosed
+	s.mu.Unlock()
+	if ss == nil {
+		return nil
+	}
+	return ss.close(DefaultCloseTimeout)
+}
+
+// Use opens the stream, calls fn with the stream's records, and closes the
+// stream whatever happens, also when fn panics (the panic then goes on after
+// Close). It returns fn's error joined with Close's. It is the Go form of
+// kstreams' "async with stream as stream_flow".
+func (s *Stream[T]) Use(ctx context.Context, fn func(records iter.Seq2[Record[T], error]) error) (err error) {
+	if err := s.Open(ctx); err != nil {
+		return err
+	}
+	panicked := true
+	defer func() {
+		cerr := s.Close()
+		if !panicked {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	err = fn(s.Records(ctx))
+	panicked = false
+	return err
+}
+
+// session returns the open session, or why there is none.
+func (s *Stream[T]) session() (*session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess != nil {
+		return s.sess, nil
+	}
+	if s.state == stateClosed {
+		return nil, ErrClosed
+	}
+	return nil, ErrNotOpen
+}
+
+// beginRange claims the stream for one range, opening it if it was never
+// opened. release ends the claim, and closes what beginRange opened.
+func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func(), err error) {
+	s.mu.Lock()
+	if s.ranging {
+		s.mu.Unlock()
+		return nil, nil, ErrConcurrentRange
+	}
+	auto := false
+	if s.sess == nil {
+		if s.state == stateClosed {
+			s.mu.Unlock()
+			return nil, nil, ErrClosed
+		}
+		if err := s.openLocked(ctx); err != nil {
+			s.mu.Unlock()
+			return nil, nil, err
+		}
+		auto = true
+	}
+	s.ranging = true
+	ss = s.sess
+	s.mu.Unlock()
+	ss.beginRange()
+	return ss, func() {
+		ss.endRange()
+		s.mu.Lock()
+		s.ranging = false
+		closeIt := auto && s.sess == ss
+		if closeIt {
+			// The loop owned this Open; after it the stream is as new.
+			s.sess, s.state = nil, stateNew
+		}
+		s.mu.Unlock()
+		if closeIt {
+			if err := ss.close(DefaultCloseTimeout); err != nil {
+				ss.log.Error("closing stream opened by its loop", "err", err)
+			}
+		}
+	}, nil
+}
+
+// decode turns a fetched record into a Record[T]. A decoder's error or panic
+// becomes a *DecodeError naming the record's position.
+func (s *Stream[T]) decode(r *kgo.Record) (Record[T], error) {
+	rec := newRecord[T](r)
+	var err error
+	if r.Value == nil {
+		if s.nilDec != nil {
+			rec.Value, err = s.safeDecodeNil()
+		}
+	} else {
+		rec.Value, err = s.safeDecode(r.Value)
+	}
+	if err != nil {
+		var zero T
+		rec.Value = zero
+		return rec, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Record: r, Err: err}
+	}
+	return rec, nil
+}
+
+func (s *Stream[T]) safeDecode(b []byte) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decoder panicked: %v", p)
+		}
+	}()
+	return s.dec.Decode(b)
+}
+
+func (s *Stream[T]) safeDecodeNil() (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decoder panicked on a tombstone: %v", p)
+		}
+	}()
+	return s.nilDec.DecodeNil()
+}

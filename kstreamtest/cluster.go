@@ -1,0 +1,202 @@
+// Package kstreamtest runs Kafka for tests and example programs: an
+// in-process cluster (franz-go's kfake, a real Kafka protocol server on
+// 127.0.0.1), or the cluster named by KAFKA_BROKERS when that is set, so the
+// same test runs against both.
+package kstreamtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Cluster is a Kafka cluster for a test or an example program.
+type Cluster struct {
+	fake    *kfake.Cluster
+	brokers []string
+	client  *kgo.Client
+	admin   *kadm.Client
+
+	closeOnce sync.Once
+}
+
+// Option configures a Cluster.
+type Option func(*options)
+
+type options struct {
+	topics   []topicSpec
+	brokers  int
+	fakeOpts []kfake.Opt
+}
+
+type topicSpec struct {
+	name       string
+	partitions int32
+}
+
+// Topic creates a topic with the given number of partitions when the
+// cluster starts.
+func Topic(name string, partitions int32) Option {
+	return func(o *options) { o.topics = append(o.topics, topicSpec{name, partitions}) }
+}
+
+// NumBrokers sets how many in-process brokers to start, overriding 1. It
+// has no effect on a cluster named by KAFKA_BROKERS.
+func NumBrokers(n int) Option {
+	return func(o *options) { o.brokers = n }
+}
+
+// FakeOptions passes options to kfake, for fault injection and broker
+// settings. They have no effect on a cluster named by KAFKA_BROKERS.
+func FakeOptions(opts ...kfake.Opt) Option {
+	return func(o *options) { o.fakeOpts = append(o.fakeOpts, opts...) }
+}
+
+// NewCluster starts a cluster for t and closes it when t ends. It fails t
+// if the cluster cannot start.
+func NewCluster(t testing.TB, opts ...Option) *Cluster {
+	t.Helper()
+	c, err := Start(opts...)
+	if err != nil {
+		t.Fatalf("kstreamtest: start cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// StartCluster starts a cluster for a program and returns its broker
+// addresses and a function that stops it. With KAFKA_BROKERS set it starts
+// nothing: it returns those brokers (after creating the requested topics)
+// and stop only closes its admin connection.
+func StartCluster(opts ...Option) (brokers []string, stop func(), err error) {
+	c, err := Start(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Brokers(), c.Close, nil
+}
+
+// Start starts a cluster; Close stops it.
+func Start(opts ...Option) (*Cluster, error) {
+	o := options{brokers: 1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Cluster{}
+	if env := strings.TrimSpace(os.Getenv("KAFKA_BROKERS")); env != "" {
+		for _, a := range strings.Split(env, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.brokers = append(c.brokers, a)
+			}
+		}
+	} else {
+		fo := []kfake.Opt{
+			kfake.NumBrokers(o.brokers),
+			kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+		}
+		fo = append(fo, o.fakeOpts...)
+		fake, err := kfake.NewCluster(fo...)
+		if err != nil {
+			return nil, fmt.Errorf("kstreamtest: start in-process cluster: %w", err)
+		}
+		c.fake = fake
+		c.brokers = fake.ListenAddrs()
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.brokers...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("kstreamtest: client: %w", err)
+	}
+	c.client = cl
+	c.admin = kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, t := range o.topics {
+		if err := c.CreateTopic(ctx, t.name, t.partitions); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Brokers returns the cluster's broker addresses.
+func (c *Cluster) Brokers() []string { return append([]string(nil), c.brokers...) }
+
+// Fake returns the in-process cluster, for its control and fault hooks, or
+// nil when the cluster is the one named by KAFKA_BROKERS.
+func (c *Cluster) Fake() *kfake.Cluster { return c.fake }
+
+// Client returns the cluster's own franz-go client, whose partitioner honours
+// Record.Partition. It is closed by Close.
+func (c *Cluster) Client() *kgo.Client { return c.client }
+
+// Admin returns an admin client for the cluster. It is closed by Close.
+func (c *Cluster) Admin() *kadm.Client { return c.admin }
+
+// Close stops the cluster. It is idempotent.
+func (c *Cluster) Close() {
+	c.closeOnce.Do(func() {
+		if c.client != nil {
+			c.client.Close()
+		}
+		if c.fake != nil {
+			c.fake.Close()
+		}
+	})
+}
+
+// CreateTopic creates a topic. A topic that already exists with the same
+// partition count is not an error.
+func (c *Cluster) CreateTopic(ctx context.Context, name string, partitions int32) error {
+	resp, err := c.admin.CreateTopic(ctx, partitions, 1, nil, name)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("kstreamtest: create topic %q: %w", name, err)
+	}
+	return c.waitTopic(ctx, name, partitions)
+}
+
+// waitTopic waits until every broker's metadata has the topic's leaders.
+func (c *Cluster) waitTopic(ctx context.Context, name string, partitions int32) error {
+	for {
+		md, err := c.admin.Metadata(ctx, name)
+		if err == nil {
+			if td, ok := md.Topics[name]; ok && td.Err == nil && int32(len(td.Partitions)) == partitions {
+				ready := true
+				for _, p := range td.Partitions {
+					if p.Leader < 0 || p.Err != nil {
+						ready = false
+					}
+				}
+				if ready {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kstreamtest: topic %q not ready: %w", name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
