@@ -1,0 +1,3 @@
+module github.com/gokstreams/kstreams/integration
+
+go 1.26.0
