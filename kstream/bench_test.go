@@ -42,7 +42,7 @@ const (
 	benchValueSize    = 100
 	benchProduceBatch = 10_000
 	benchPollRecords  = 500 // franz-go's poll size, kstream.DefaultMaxPollRecords
-	benchRounds       = 5   // alternating rounds of BenchmarkRecordsRatio
+	benchRounds       = 9   // alternating rounds of BenchmarkRecordsRatio
 	benchSessionLimit = 2 * time.Minute
 )
 

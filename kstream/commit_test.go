@@ -73,7 +73,7 @@ func TestDefaultModeCommitAndClose(t *testing.T) {
 	if err := s.Open(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	take(t, e.ctx, s, 8) // breaks on the eighth
+	take(t, e.ctx, s, 8)                    // breaks on the eighth
 	if err := s.Commit(e.ctx); err != nil { // explicit commit includes it
 		t.Fatal(err)
 	}

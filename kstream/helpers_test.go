@@ -183,3 +183,7 @@ func eventually(t *testing.T, timeout time.Duration, msg string, cond func() boo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func slogTo(w *logRecorder) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

@@ -21,6 +21,7 @@ func TestRecordsRunToEnd(t *testing.T) {
 	e := newEnv(t, 1, 6)
 	s := e.stream(kstream.Group("g"))
 	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
 	var got []string
 	for rec, err := range s.Records(ctx) {
 		if err != nil {
@@ -280,6 +281,7 @@ func TestRecordsCancelWhileBlocked(t *testing.T) {
 	}
 	defer s.Close()
 	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
 	n := 0
 	for _, err := range s.Records(ctx) {
 		if err != nil {
