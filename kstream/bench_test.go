@@ -16,7 +16,12 @@ package kstream_test
 // and teardown. Those are the same for both consumers, so the difference
 // (extra-allocs/rec) is what the stream adds; the absolute allocs/record
 // values are an upper bound of the consumer's own. -benchmem's allocs/op is
-// the same count per session, not per record.
+// about the same count per session, not per record.
+//
+// Time is wall time, and as noisy as the machine; CPU time (cpu-ns/record,
+// cpu-ratio) is the Go runtime's estimate of busy CPU, broker included. Both
+// are per record of a whole session unless named steady (first record to
+// last, without joining and leaving the group).
 
 import (
 	"context"
@@ -24,6 +29,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -41,8 +47,8 @@ const (
 	benchRecordCount  = 200_000
 	benchValueSize    = 100
 	benchProduceBatch = 10_000
-	benchPollRecords  = 500 // franz-go's poll size, kstream.DefaultMaxPollRecords
-	benchRounds       = 9   // alternating rounds of BenchmarkRecordsRatio
+	benchPollRecords  = kstream.DefaultMaxPollRecords // the baseline polls as much as a stream
+	benchRounds       = 9                             // alternating rounds of BenchmarkRecordsRatio
 	benchSessionLimit = 2 * time.Minute
 )
 
@@ -216,6 +222,7 @@ func consumeStream(ctx context.Context, brokers []string, topic, group string, n
 type benchSession struct {
 	total   time.Duration // new client to closed
 	steady  time.Duration // first record to last record
+	cpu     time.Duration // CPU time of the process meanwhile (estimated)
 	mallocs uint64        // heap allocations in the process meanwhile
 	bytes   uint64        // heap bytes allocated in the process meanwhile
 }
@@ -226,23 +233,41 @@ func (r benchSession) steadyPerSec() float64 {
 }
 func (r benchSession) allocsPerRec() float64 { return float64(r.mallocs) / benchRecordCount }
 
+// benchCPU returns the CPU time the Go runtime has spent busy (GOMAXPROCS
+// times wall time, less idle time): user code, GC and scavenging, of the
+// consumer and of the in-process broker alike. The runtime updates it only
+// when a GC cycle ends, so it is read right after a forced one. It is less
+// sensitive than wall time to what else the machine is doing.
+func benchCPU() time.Duration {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/cpu/classes/total:cpu-seconds"}, {Name: "/cpu/classes/idle:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 || s[1].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return time.Duration((s[0].Value.Float64() - s[1].Value.Float64()) * float64(time.Second))
+}
+
 func runBenchSession(b *testing.B, consume benchConsumer, kind string, brokers []string, topic string) benchSession {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), benchSessionLimit)
 	defer cancel()
 	group := benchGroup(kind)
 	var before, after runtime.MemStats
+	cpu := benchCPU() // also: neither session pays for the other's garbage
 	runtime.ReadMemStats(&before)
 	start := time.Now()
 	steady, err := consume(ctx, brokers, topic, group, benchRecordCount)
 	total := time.Since(start)
 	runtime.ReadMemStats(&after)
+	cpu = benchCPU() - cpu
 	if err != nil {
 		b.Fatalf("%s: %v", kind, err)
 	}
 	return benchSession{
 		total:   total,
 		steady:  steady,
+		cpu:     cpu,
 		mallocs: after.Mallocs - before.Mallocs,
 		bytes:   after.TotalAlloc - before.TotalAlloc,
 	}
@@ -259,7 +284,8 @@ var benchConsumers = []struct {
 // BenchmarkRecords reads the whole topic in a new group per iteration,
 // with franz-go directly and with a Stream's Records iterator. ns/record and
 // allocs/record cover the whole session (join, read, commit, leave);
-// steady-ns/record only the reading.
+// steady-ns/record only the reading. The forced GCs around each session
+// (see benchCPU) are in ns/op but in none of the per-record metrics.
 func BenchmarkRecords(b *testing.B) {
 	brokers, topic := benchCluster(b)
 	for _, bc := range benchConsumers {
@@ -269,12 +295,14 @@ func BenchmarkRecords(b *testing.B) {
 				r := runBenchSession(b, bc.consume, bc.name, brokers, topic)
 				sum.total += r.total
 				sum.steady += r.steady
+				sum.cpu += r.cpu
 				sum.mallocs += r.mallocs
 				sum.bytes += r.bytes
 			}
 			recs := float64(b.N) * benchRecordCount
 			b.ReportMetric(float64(sum.total.Nanoseconds())/recs, "ns/record")
 			b.ReportMetric(float64(sum.steady.Nanoseconds())/recs, "steady-ns/record")
+			b.ReportMetric(float64(sum.cpu.Nanoseconds())/recs, "cpu-ns/record")
 			b.ReportMetric(float64(sum.mallocs)/recs, "allocs/record")
 			b.ReportMetric(float64(sum.bytes)/recs, "B/record")
 		})
@@ -285,15 +313,16 @@ func BenchmarkRecords(b *testing.B) {
 // alternating order, benchRounds times per iteration (one iteration unless
 // -benchtime asks for more), after one unmeasured warm-up session each. It
 // reports the median over rounds of kstream's records/s divided by
-// franz-go's (ratio for whole sessions, steady-ratio for reading only), the
-// median allocs/record of each, and the median per-round difference. It
-// only reports; it asserts nothing about speed.
+// franz-go's (ratio for whole sessions, steady-ratio for reading only,
+// cpu-ratio for records per CPU second), the median allocs/record of each,
+// and the median per-round difference. Above 1 kstream is faster. It only
+// reports; it asserts nothing about speed.
 func BenchmarkRecordsRatio(b *testing.B) {
 	brokers, topic := benchCluster(b)
 	runBenchSession(b, consumeFranz, "warmup-franz-go", brokers, topic)
 	runBenchSession(b, consumeStream, "warmup-kstream", brokers, topic)
 
-	var ratios, steadyRatios, kAllocs, fAllocs, extra, kRate, fRate []float64
+	var ratios, steadyRatios, cpuRatios, kAllocs, fAllocs, extra, kRate, fRate []float64
 	for b.Loop() {
 		for round := range benchRounds {
 			order := []int{0, 1} // franz-go first in even rounds
@@ -302,13 +331,13 @@ func BenchmarkRecordsRatio(b *testing.B) {
 			}
 			var sess [2]benchSession
 			for _, i := range order {
-				runtime.GC() // neither pays for the other's garbage
 				bc := benchConsumers[i]
 				sess[i] = runBenchSession(b, bc.consume, bc.name, brokers, topic)
 			}
 			f, k := sess[0], sess[1]
 			ratios = append(ratios, k.recsPerSec()/f.recsPerSec())
 			steadyRatios = append(steadyRatios, k.steadyPerSec()/f.steadyPerSec())
+			cpuRatios = append(cpuRatios, float64(f.cpu)/float64(k.cpu))
 			kAllocs = append(kAllocs, k.allocsPerRec())
 			fAllocs = append(fAllocs, f.allocsPerRec())
 			extra = append(extra, k.allocsPerRec()-f.allocsPerRec())
@@ -319,11 +348,12 @@ func BenchmarkRecordsRatio(b *testing.B) {
 	b.ReportMetric(0, "ns/op") // an iteration is several sessions; see ratio
 	b.ReportMetric(benchMedian(ratios), "ratio")
 	b.ReportMetric(benchMedian(steadyRatios), "steady-ratio")
+	b.ReportMetric(benchMedian(cpuRatios), "cpu-ratio")
 	b.ReportMetric(benchMedian(kAllocs), "kstream-allocs/rec")
 	b.ReportMetric(benchMedian(fAllocs), "franzgo-allocs/rec")
 	b.ReportMetric(benchMedian(extra), "extra-allocs/rec")
-	b.Logf("%d rounds of %d records: ratio %.3f (steady %.3f, per round %s); kstream %.0f rec/s %.3f allocs/rec; franz-go %.0f rec/s %.3f allocs/rec; extra %.3f allocs/rec",
-		len(ratios), benchRecordCount, benchMedian(ratios), benchMedian(steadyRatios), benchFormat(ratios),
+	b.Logf("%d rounds of %d records: ratio %.3f (steady %.3f, cpu %.3f, per round %s); kstream %.0f rec/s %.3f allocs/rec; franz-go %.0f rec/s %.3f allocs/rec; extra %.3f allocs/rec",
+		len(ratios), benchRecordCount, benchMedian(ratios), benchMedian(steadyRatios), benchMedian(cpuRatios), benchFormat(ratios),
 		benchMedian(kRate), benchMedian(kAllocs), benchMedian(fRate), benchMedian(fAllocs), benchMedian(extra))
 }
 

@@ -49,6 +49,7 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 		defer release()
 		done := ctx.Done()
 		var prev *kgo.Record
+		var rec Record[T]
 		for {
 			r, fe, st := ss.step(ctx, done, prev)
 			prev = nil
@@ -61,7 +62,7 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 				}
 				continue
 			}
-			rec, derr := s.decode(r)
+			derr := s.decodeInto(&rec, r)
 			if !yield(rec, derr) {
 				return
 			}

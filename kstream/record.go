@@ -41,15 +41,3 @@ type TopicPartitionOffset struct {
 	Partition int32
 	Offset    int64
 }
-
-func newRecord[T any](r *kgo.Record) Record[T] {
-	return Record[T]{
-		Topic:     r.Topic,
-		Partition: r.Partition,
-		Offset:    r.Offset,
-		Key:       r.Key,
-		Headers:   r.Headers,
-		Timestamp: r.Timestamp,
-		Raw:       r,
-	}
-}

@@ -40,6 +40,8 @@ type session struct {
 
 	closing          atomic.Bool
 	rebalancePending atomic.Bool
+	pushDue          atomic.Bool // set by pushTimer: marks waited markPushInterval
+	pushTimer        *time.Timer
 
 	commitMu sync.Mutex // serializes commits so that they stay monotonic
 	pushMu   sync.Mutex // serializes pushes of marks; guards scratch
@@ -57,7 +59,6 @@ type session struct {
 	ranging      bool
 	polling      bool // the range waits in a poll that lets rebalances run
 	dirty        bool // some partition has processed > pushed
-	lastPush     time.Time
 	initialLeft  map[topicPartition]int64
 	assignedOnce bool
 	seeks        map[string]map[int32]kgo.EpochOffset // direct mode initial offsets to apply
@@ -90,6 +91,7 @@ func openSession(ctx context.Context, cfg *config, name string, brokers []string
 		ss.log = ss.log.With("group", cfg.group)
 	}
 	ss.handle = &streamHandle{name: name, ss: ss}
+	ss.pushTimer = time.AfterFunc(markPushInterval, func() { ss.pushDue.Store(true) })
 	if len(cfg.initial) > 0 {
 		ss.initialLeft = make(map[topicPartition]int64, len(cfg.initial))
 		for _, o := range cfg.initial {
@@ -130,10 +132,12 @@ func openSession(ctx context.Context, cfg *config, name string, brokers []string
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		ss.pushTimer.Stop()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	ss.cl = cl
 	if err := cl.Ping(ctx); err != nil {
+		ss.pushTimer.Stop()
 		cl.Close()
 		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
 	}
@@ -179,13 +183,13 @@ func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Rec
 		ss.inflight = ss.inflight[:0]
 		if !ss.closing.Load() {
 			ss.markLocked(prev)
-			push = ss.dirty && time.Since(ss.lastPush) >= markPushInterval
+			push = ss.dirty && ss.pushDue.Load()
 		}
 	}
 	r, fe, st := ss.popLocked(ctx, done, time.Time{}, true)
 	if r != nil {
-		ps := ss.partLocked(r.Topic, r.Partition)
-		ps.yielded = r.Offset + 1
+		// popLocked just looked r's partition up, so this hits the cache.
+		ss.last.yielded = r.Offset + 1
 		ss.inflight = append(ss.inflight, r)
 	}
 	ss.mu.Unlock()
@@ -323,12 +327,12 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 		}
 		ss.buf = append(ss.buf, p.Records...)
 	})
+	if status == popTimeout && len(ss.buf) > 0 {
+		status = popRecord
+	}
 	ss.mu.Unlock()
 	if seeks != nil {
 		ss.cl.SetOffsets(seeks)
-	}
-	if status == popTimeout && len(ss.buf) > 0 {
-		status = popRecord
 	}
 	return status
 }
@@ -367,7 +371,7 @@ func (ss *session) processed(rs []*kgo.Record) {
 	for _, r := range rs {
 		ss.markLocked(r)
 	}
-	push := ss.dirty && time.Since(ss.lastPush) >= markPushInterval
+	push := ss.dirty && ss.pushDue.Load()
 	ss.mu.Unlock()
 	if push {
 		ss.pushMarks(ss.cl)
@@ -415,8 +419,9 @@ func (ss *session) pushMarks(cl *kgo.Client) {
 		ps.pushed = ps.processed
 	}
 	ss.dirty = false
-	ss.lastPush = time.Now()
 	ss.mu.Unlock()
+	ss.pushDue.Store(false)
+	ss.pushTimer.Reset(markPushInterval)
 	cl.MarkCommitOffsets(ss.scratch)
 }
 
@@ -494,6 +499,7 @@ func (ss *session) endRange() {
 // flight, are not committed.
 func (ss *session) close(timeout time.Duration) error {
 	ss.closing.Store(true)
+	defer ss.pushTimer.Stop()
 	var err error
 	if ss.group && !ss.manual {
 		ss.pushMarks(ss.cl)

@@ -226,9 +226,19 @@ func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func()
 // decode turns a fetched record into a Record[T]. A decoder's error or panic
 // becomes a *DecodeError naming the record's position.
 func (s *Stream[T]) decode(r *kgo.Record) (Record[T], error) {
-	rec := newRecord[T](r)
+	var rec Record[T]
+	err := s.decodeInto(&rec, r)
+	return rec, err
+}
+
+// decodeInto fills rec from r; it saves the hot loop a copy of the Record.
+func (s *Stream[T]) decodeInto(rec *Record[T], r *kgo.Record) error {
+	rec.Topic, rec.Partition, rec.Offset = r.Topic, r.Partition, r.Offset
+	rec.Key, rec.Headers, rec.Timestamp, rec.Raw = r.Key, r.Headers, r.Timestamp, r
 	var err error
 	if r.Value == nil {
+		var zero T
+		rec.Value = zero
 		if s.nilDec != nil {
 			rec.Value, err = s.safeDecodeNil()
 		}
@@ -238,9 +248,9 @@ func (s *Stream[T]) decode(r *kgo.Record) (Record[T], error) {
 	if err != nil {
 		var zero T
 		rec.Value = zero
-		return rec, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Record: r, Err: err}
+		return &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Record: r, Err: err}
 	}
-	return rec, nil
+	return nil
 }
 
 func (s *Stream[T]) safeDecode(b []byte) (v T, err error) {
