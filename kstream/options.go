@@ -253,13 +253,15 @@ func MaxPollRecords(n int) Option {
 // fetch sizes, TLS, SASL, rack, metadata refresh and so on. See franz-go's
 // pkg/kgo/config.go. Repeating the option adds options.
 //
-// The stream sets these itself and they cannot be overridden here:
-// ConsumerGroup (use Group), ConsumeTopics and ConsumeRegex (use Topics and
-// TopicPattern), the OnPartitions callbacks (use Listener),
-// AdjustFetchOffsetsFn (use InitialOffsets), BlockRebalanceOnPoll,
-// AutoCommitMarks and DisableAutoCommit (use ManualCommit). Everything else,
-// SeedBrokers and ConsumeResetOffset included, overrides what the stream
-// would set.
+// The stream sets these itself, after the options given here, so they
+// cannot be overridden: ConsumerGroup (use Group), ConsumeTopics and
+// ConsumeRegex (use Topics and TopicPattern), the OnPartitions callbacks
+// (use Listener), AdjustFetchOffsetsFn (use InitialOffsets),
+// BlockRebalanceOnPoll, AutoCommitMarks and DisableAutoCommit (use
+// ManualCommit). kgo.ConsumerGroup on a stream without Group, and
+// kgo.ConsumeRegex on a stream without TopicPattern, make Open fail with
+// ErrInvalidOption. Everything else, SeedBrokers and ConsumeResetOffset
+// included, overrides what the stream would set.
 func ClientOptions(opts ...kgo.Opt) Option {
 	return optionFunc(func(c *config) error {
 		c.clientOpts = append(c.clientOpts, opts...)

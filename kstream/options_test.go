@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/kstream"
 )
@@ -66,5 +68,34 @@ func TestNewStreamNames(t *testing.T) {
 	}
 	if c.Name() != "billing" {
 		t.Fatalf("Name() = %q", c.Name())
+	}
+}
+
+// franz-go options that would take the stream's place are rejected or
+// overridden, so that the stream's subscription and gating hold.
+func TestClientOptionsCannotReplaceSubscription(t *testing.T) {
+	e := newEnv(t, 1, 2)
+	if err := e.c.CreateTopic(e.ctx, "other", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Produce(e.ctx, &kgo.Record{Topic: "other", Value: []byte("from other")}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.stream(kstream.Group("g"), kstream.ClientOptions(kgo.ConsumeTopics("other")))
+	if got := take(t, e.ctx, s, 1)[0]; got.Topic != e.topic {
+		t.Fatalf("read %q from topic %q: ClientOptions replaced the stream's Topics", got.Value, got.Topic)
+	}
+	for _, tc := range []struct {
+		opt  kgo.Opt
+		want string
+	}{
+		{kgo.ConsumerGroup("sneaky"), "use the Group option"},
+		{kgo.ConsumeRegex(), "use the TopicPattern option"},
+	} {
+		s := e.stream(kstream.ClientOptions(tc.opt))
+		err := s.Open(e.ctx)
+		if !errors.Is(err, kstream.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("Open with %T = %v, want ErrInvalidOption saying %q", tc.opt, err, tc.want)
+		}
 	}
 }

@@ -108,12 +108,14 @@ func openSession(ctx context.Context, cfg *config, name string, brokers []string
 		kgo.WithLogger(newKgoLogger(ss.log)),
 		kgo.ConsumeResetOffset(reset),
 	}
+	// The user's options come first so that the stream's own subscription
+	// and group settings, which its guarantees rest on, win.
+	opts = append(opts, cfg.clientOpts...)
 	if cfg.pattern != "" {
 		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics(anchored(cfg.pattern)))
 	} else {
 		opts = append(opts, kgo.ConsumeTopics(cfg.topics...))
 	}
-	opts = append(opts, cfg.clientOpts...)
 	if ss.group {
 		opts = append(opts,
 			kgo.ConsumerGroup(cfg.group),
@@ -136,6 +138,11 @@ func openSession(ctx context.Context, cfg *config, name string, brokers []string
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	ss.cl = cl
+	if err := checkClientOptions(cl, cfg); err != nil {
+		ss.pushTimer.Stop()
+		cl.Close()
+		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
+	}
 	if err := cl.Ping(ctx); err != nil {
 		ss.pushTimer.Stop()
 		cl.Close()
@@ -143,6 +150,19 @@ func openSession(ctx context.Context, cfg *config, name string, brokers []string
 	}
 	ss.log.Debug("stream opened", "brokers", brokers)
 	return ss, nil
+}
+
+// checkClientOptions rejects franz-go options that would take the stream's
+// place: a group or regex subscription the stream does not know of would
+// consume outside its rebalance gating and commit rules.
+func checkClientOptions(cl *kgo.Client, cfg *config) error {
+	if g, _ := cl.OptValue(kgo.ConsumerGroup).(string); g != "" && cfg.group == "" {
+		return fmt.Errorf("%w: ClientOptions: kgo.ConsumerGroup(%q) is not allowed; use the Group option", ErrInvalidOption, g)
+	}
+	if re, _ := cl.OptValue(kgo.ConsumeRegex).(bool); re && cfg.pattern == "" {
+		return fmt.Errorf("%w: ClientOptions: kgo.ConsumeRegex is not allowed; use the TopicPattern option", ErrInvalidOption)
+	}
+	return nil
 }
 
 // partLocked returns the state of r's partition, creating it for a stream
