@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"maps"
@@ -60,13 +61,13 @@ func main() {
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 
-	if err := run(); err != nil {
+	if err := run(os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(w io.Writer) error {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -82,7 +83,7 @@ func run() error {
 	if external {
 		where = "KAFKA_BROKERS"
 	}
-	fmt.Printf("brokers: %v (%s)\n", brokers, where)
+	fmt.Fprintf(w, "brokers: %v (%s)\n", brokers, where)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -101,7 +102,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("produced %d orders to %q\n", len(want), topic)
+	fmt.Fprintf(w, "produced %d orders to %q\n", len(want), topic)
 
 	orders, err := kstream.NewStream(codec.JSON[Order](),
 		kstream.Brokers(brokers...),
@@ -143,9 +144,9 @@ func run() error {
 		// The range ends quietly when ctx is done: on a signal or the timeout.
 		return fmt.Errorf("consumed only %d of %d orders before stopping: %w", count, nOrders, context.Cause(ctx))
 	}
-	fmt.Printf("consumed %d orders, total %.2f\n", count, total)
+	fmt.Fprintf(w, "consumed %d orders, total %.2f\n", count, total)
 
-	return printCommitted(ctx, cl)
+	return printCommitted(ctx, w, cl)
 }
 
 // produce writes nOrders orders with ids base+1..base+nOrders, keyed by
@@ -172,7 +173,7 @@ func produce(ctx context.Context, cl *kgo.Client, base int) (map[int]bool, error
 }
 
 // printCommitted prints the offsets the group committed, per partition.
-func printCommitted(ctx context.Context, cl *kgo.Client) error {
+func printCommitted(ctx context.Context, w io.Writer, cl *kgo.Client) error {
 	resp, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
 	if err == nil {
 		err = resp.Error()
@@ -184,9 +185,9 @@ func printCommitted(ctx context.Context, cl *kgo.Client) error {
 	if len(committed) == 0 {
 		return errors.New("the group committed nothing")
 	}
-	fmt.Printf("committed offsets of group %q:\n", group)
+	fmt.Fprintf(w, "committed offsets of group %q:\n", group)
 	for _, p := range slices.Sorted(maps.Keys(committed)) {
-		fmt.Printf("  %s/%d: %d\n", topic, p, committed[p].At)
+		fmt.Fprintf(w, "  %s/%d: %d\n", topic, p, committed[p].At)
 	}
 	return nil
 }
