@@ -328,6 +328,30 @@ func (p ErrorPolicy) String() string {
 	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
 }
 
+// inherited is what a stream takes from its engine for the options it does
+// not set itself.
+type inherited struct {
+	brokers    []string
+	clientOpts []kgo.Opt
+	logger     *slog.Logger
+	onError    ErrorPolicy
+}
+
+// connection resolves a stream's brokers, client options and logger: its
+// own, else its engine's, else the defaults.
+func (c *config) connection(in inherited) (brokers []string, opts []kgo.Opt, log *slog.Logger) {
+	brokers = resolveBrokers(c.brokers, in.brokers)
+	opts = append(append([]kgo.Opt(nil), in.clientOpts...), c.clientOpts...)
+	log = c.logger
+	if log == nil {
+		log = in.logger
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return brokers, opts, log
+}
+
 // resolveBrokers picks the brokers for a stream that has none of its own.
 func resolveBrokers(own, inherited []string) []string {
 	if len(own) > 0 {
@@ -369,9 +393,6 @@ func (c *config) validate() error {
 	}
 	if c.maxPoll == 0 {
 		c.maxPoll = DefaultMaxPollRecords
-	}
-	if c.logger == nil {
-		c.logger = slog.Default()
 	}
 	return nil
 }

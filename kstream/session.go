@@ -77,11 +77,12 @@ type partState struct {
 	highwater int64
 }
 
-func openSession(ctx context.Context, cfg *config, name string, brokers []string) (*session, error) {
+func openSession(ctx context.Context, cfg *config, name string, in inherited) (*session, error) {
+	brokers, clientOpts, logger := cfg.connection(in)
 	ss := &session{
 		cfg:     cfg,
 		name:    name,
-		log:     cfg.logger.With("stream", name),
+		log:     logger.With("stream", name),
 		group:   cfg.group != "",
 		manual:  cfg.manual,
 		parts:   make(map[topicPartition]*partState),
@@ -110,7 +111,7 @@ func openSession(ctx context.Context, cfg *config, name string, brokers []string
 	}
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
-	opts = append(opts, cfg.clientOpts...)
+	opts = append(opts, clientOpts...)
 	if cfg.pattern != "" {
 		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics(anchored(cfg.pattern)))
 	} else {

@@ -39,7 +39,9 @@ type Stream[T any] struct {
 	sess      *session
 	state     streamState
 	ranging   bool
-	inherited []string // brokers from an engine
+	inherited inherited // from the engine the stream was added to
+	eng       *Engine
+	fn        *streamFunc[T]
 }
 
 type streamState int
@@ -119,7 +121,7 @@ func (s *Stream[T]) Open(ctx context.Context) error {
 }
 
 func (s *Stream[T]) openLocked(ctx context.Context) error {
-	ss, err := openSession(ctx, &s.cfg, s.name, resolveBrokers(s.cfg.brokers, s.inherited))
+	ss, err := openSession(ctx, &s.cfg, s.name, s.inherited)
 	if err != nil {
 		return err
 	}

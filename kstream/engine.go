@@ -1,0 +1,397 @@
+package kstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Errors of the engine, returned as is; compare with errors.Is.
+var (
+	// ErrEngineNotStarted is returned by Send (and producers) before Start
+	// and after Stop has finished.
+	ErrEngineNotStarted = errors.New("kstream: engine not started")
+	// ErrEngineRunning is returned by Start on a running engine.
+	ErrEngineRunning = errors.New("kstream: engine already running")
+	// ErrStreamExists is returned by Add for a stream whose name the
+	// engine already has.
+	ErrStreamExists = errors.New("kstream: engine already has a stream of that name")
+	// ErrUnknownStream is returned by Remove for a stream the engine does
+	// not have.
+	ErrUnknownStream = errors.New("kstream: engine has no such stream")
+	// ErrNoFunction is returned by Add for a stream with no Handle,
+	// HandleBatches or Func function: the engine would have nothing to run.
+	ErrNoFunction = errors.New("kstream: stream has no function (use Handle, HandleBatches or Func)")
+)
+
+// DefaultStopTimeout bounds a graceful stop when the context given to Stop
+// has no deadline of its own, and the stop that Run makes.
+const DefaultStopTimeout = 30 * time.Second
+
+// Restart backoff of ErrorPolicyRestart: it starts at the minimum, doubles
+// after each crash, and is back to the minimum after a run that lasted
+// longer than the maximum.
+const (
+	minRestartBackoff = 100 * time.Millisecond
+	maxRestartBackoff = 10 * time.Second
+)
+
+// Engine runs streams and produces records: the Go form of kstreams'
+// StreamEngine. Create it with NewEngine, give it streams with Add, and run
+// it with Run (or Start and Stop).
+//
+// Lifecycle: Start runs the OnStartup hooks, connects the producer, starts
+// every stream on a goroutine of its own and runs the AfterStartup hooks.
+// Stop stops gracefully: it runs the OnStop hooks, stops fetching, lets each
+// stream finish the record in hand, commits, leaves the groups, flushes the
+// producer last (handlers may still send while finishing) and runs the
+// AfterStop hooks; each step is bounded by Stop's context. No goroutine the
+// engine started outlives Stop. Run is Start, a wait for its context (or a
+// crash that stops the engine), and Stop.
+//
+// All methods are safe for concurrent use.
+type Engine struct {
+	cfg  config
+	name string
+	log  *slog.Logger
+
+	hookMu sync.Mutex
+	hooks  [numHooks][]Hook
+
+	mu       sync.Mutex
+	state    engineState
+	runners  []*runner
+	producer *kgo.Client
+	stopCh   chan struct{} // closed when a crash asks the engine to stop
+	stopErr  error         // the crash that asked, for ErrorPolicyStopApplication
+}
+
+type engineState int
+
+const (
+	engineNew engineState = iota
+	engineStarting
+	engineRunning
+	engineStopping
+	engineStopped
+)
+
+// Hook is a lifecycle function of an engine. An error from an OnStartup
+// hook makes Start fail; errors of the other hooks are logged and returned
+// by Start or Stop, joined.
+type Hook func(ctx context.Context) error
+
+const (
+	hookOnStartup = iota
+	hookAfterStartup
+	hookOnStop
+	hookAfterStop
+	numHooks
+)
+
+// NewEngine returns an engine. It takes the options that apply to all of
+// its streams: Brokers, ClientOptions and Logger (inherited by each stream
+// that does not set its own), OnError (the default policy of its streams)
+// and Name (the engine's title, used in logs). A stream-only option
+// (Topics, Group, ...) is an error.
+func NewEngine(opts ...Option) (*Engine, error) {
+	e := &Engine{}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.apply(&e.cfg); err != nil {
+			return nil, err
+		}
+	}
+	c := &e.cfg
+	for name, set := range map[string]bool{
+		"Topics": len(c.topics) > 0, "TopicPattern": c.pattern != "", "Group": c.group != "",
+		"InitialOffsets": len(c.initial) > 0, "ManualCommit": c.manual,
+		"Listener": len(c.listeners) > 0, "MaxPollRecords": c.maxPoll != 0,
+		"ResetOffset": c.reset != Earliest,
+	} {
+		if set {
+			return nil, fmt.Errorf("%w: NewEngine: %s is an option of streams, not of engines", ErrInvalidOption, name)
+		}
+	}
+	e.name = c.name
+	if e.name == "" {
+		e.name = "engine"
+	}
+	e.log = c.logger
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.log = e.log.With("engine", e.name)
+	return e, nil
+}
+
+// OnStartup registers a hook that Start runs, in registration order, before
+// any stream starts. The producer is already connected: the hook may Send.
+func (e *Engine) OnStartup(h Hook) { e.addHook(hookOnStartup, h) }
+
+// AfterStartup registers a hook that Start runs once every stream has
+// started.
+func (e *Engine) AfterStartup(h Hook) { e.addHook(hookAfterStartup, h) }
+
+// OnStop registers a hook that Stop runs before it stops the streams.
+func (e *Engine) OnStop(h Hook) { e.addHook(hookOnStop, h) }
+
+// AfterStop registers a hook that Stop runs last, once the streams have
+// stopped and the producer is flushed and closed.
+func (e *Engine) AfterStop(h Hook) { e.addHook(hookAfterStop, h) }
+
+func (e *Engine) addHook(which int, h Hook) {
+	if h == nil {
+		return
+	}
+	e.hookMu.Lock()
+	defer e.hookMu.Unlock()
+	e.hooks[which] = append(e.hooks[which], h)
+}
+
+func (e *Engine) runHooks(ctx context.Context, which int, stopAtError bool) error {
+	e.hookMu.Lock()
+	hs := slices.Clone(e.hooks[which])
+	e.hookMu.Unlock()
+	var errs []error
+	for i, h := range hs {
+		if err := h(ctx); err != nil {
+			err = fmt.Errorf("kstream: engine %q: %s hook %d: %w", e.name, hookNames[which], i+1, err)
+			if stopAtError {
+				return err
+			}
+			e.log.Error("hook failed", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var hookNames = [numHooks]string{"OnStartup", "AfterStartup", "OnStop", "AfterStop"}
+
+// Runnable is a stream an engine can run: any *Stream[T] with a function.
+// Add and Remove take it so that streams of different record types share
+// one engine.
+type Runnable interface {
+	Name() string
+
+	attach(e *Engine) error
+	detach(e *Engine)
+	run(loopCtx, handlerCtx context.Context) error
+	policy() ErrorPolicy
+	topicsForLog() []string
+	forceClose() error
+}
+
+// Add gives the engine a stream. The stream must have a function (Handle,
+// HandleBatches or Func) and a name no other stream of the engine has; it
+// must not be open, and must not belong to another engine. A stream added
+// to a running engine starts at once. The stream inherits the engine's
+// Brokers, ClientOptions, Logger and OnError unless it set its own.
+func (e *Engine) Add(s Runnable) error {
+	if s == nil {
+		return fmt.Errorf("kstream: Add: nil stream")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.runners {
+		if r.name == s.Name() {
+			return fmt.Errorf("%w: %q", ErrStreamExists, s.Name())
+		}
+	}
+	if err := s.attach(e); err != nil {
+		return err
+	}
+	r := &runner{s: s, name: s.Name(), state: StreamStopped}
+	e.runners = append(e.runners, r)
+	if e.state == engineRunning {
+		e.startRunner(r)
+	}
+	return nil
+}
+
+// Remove stops a stream gracefully (it finishes the record in hand,
+// commits and leaves its group, bounded by ctx) and takes it from the
+// engine. The stream can then be added again, to this engine or another.
+func (e *Engine) Remove(ctx context.Context, s Runnable) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil", ErrUnknownStream)
+	}
+	e.mu.Lock()
+	i := slices.IndexFunc(e.runners, func(r *runner) bool { return r.s == s })
+	if i < 0 {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknownStream, s.Name())
+	}
+	r := e.runners[i]
+	e.runners = slices.Delete(e.runners, i, i+1)
+	e.mu.Unlock()
+	ctx, cancel := withDefaultDeadline(ctx)
+	defer cancel()
+	err := e.stopRunners(ctx, []*runner{r})
+	s.detach(e)
+	return err
+}
+
+// Start starts the engine: OnStartup hooks, producer, streams, AfterStartup
+// hooks. ctx bounds connecting the producer and the hooks; the streams run
+// until Stop. Streams connect in the background: one that cannot is a crash,
+// handled by its error policy.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.state == engineStarting || e.state == engineRunning || e.state == engineStopping {
+		e.mu.Unlock()
+		return ErrEngineRunning
+	}
+	brokers, opts, _ := e.cfg.connection(inherited{})
+	popts := append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.WithLogger(newKgoLogger(e.log)),
+		kgo.AllowIdempotentProduceCancellation(),
+		kgo.RecordPartitioner(newPartitioner()),
+	}, opts...)
+	producer, err := kgo.NewClient(popts...)
+	if err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("kstream: engine %q: producer: %w", e.name, err)
+	}
+	if err := producer.Ping(ctx); err != nil {
+		producer.Close()
+		e.mu.Unlock()
+		return fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, err)
+	}
+	e.producer = producer
+	e.state = engineStarting
+	e.stopCh = make(chan struct{})
+	e.stopErr = nil
+	e.mu.Unlock()
+
+	if err := e.runHooks(ctx, hookOnStartup, true); err != nil {
+		e.mu.Lock()
+		e.state = engineStopped
+		e.producer = nil
+		e.mu.Unlock()
+		producer.Close()
+		return err
+	}
+
+	e.mu.Lock()
+	e.state = engineRunning
+	for _, r := range e.runners {
+		e.startRunner(r)
+	}
+	e.mu.Unlock()
+	e.log.Info("engine started")
+	return e.runHooks(ctx, hookAfterStartup, false)
+}
+
+// Stop stops the engine gracefully; see Engine for the steps. Without a
+// deadline on ctx, DefaultStopTimeout bounds it. When the deadline passes
+// with a handler still running, its context is canceled; if it still does
+// not return, its stream is closed without committing the record in hand
+// and Stop reports the stream. Stop on an engine that is not running
+// returns nil.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	if e.state != engineRunning {
+		e.mu.Unlock()
+		return nil
+	}
+	e.state = engineStopping
+	runners := slices.Clone(e.runners)
+	producer := e.producer
+	e.mu.Unlock()
+
+	ctx, cancel := withDefaultDeadline(ctx)
+	defer cancel()
+	var errs []error
+	if err := e.runHooks(ctx, hookOnStop, false); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, e.stopRunners(ctx, runners))
+	// Flush only what is buffered: with nothing to flush, an expired
+	// deadline is no error.
+	if producer.BufferedProduceRecords() > 0 {
+		if err := producer.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("kstream: engine %q: flush producer: %w", e.name, err))
+		}
+	}
+	producer.Close()
+
+	e.mu.Lock()
+	e.state = engineStopped
+	e.producer = nil
+	e.mu.Unlock()
+	e.log.Info("engine stopped")
+
+	hookCtx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		hookCtx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+	}
+	if err := e.runHooks(hookCtx, hookAfterStop, false); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the engine, waits until ctx is done or a crash with
+// ErrorPolicyStopEngine or ErrorPolicyStopApplication asks it to stop, and
+// stops it gracefully within DefaultStopTimeout. It returns nil after ctx is
+// canceled and after an ErrorPolicyStopEngine crash; after an
+// ErrorPolicyStopApplication crash it returns an error wrapping the stream's.
+// Errors of Start and of the graceful stop are returned too.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	stopCh := e.stopCh
+	e.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-stopCh:
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
+	defer cancel()
+	err := e.Stop(stopCtx)
+	e.mu.Lock()
+	crash := e.stopErr
+	e.mu.Unlock()
+	return errors.Join(crash, err)
+}
+
+// requestStop stops every stream and wakes Run, after a crash whose policy
+// stops the engine. cause is returned by Run (nil for ErrorPolicyStopEngine).
+func (e *Engine) requestStop(cause error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	select {
+	case <-e.stopCh:
+		return
+	default:
+	}
+	e.stopErr = cause
+	close(e.stopCh)
+	for _, r := range e.runners {
+		if r.stopLoop != nil {
+			r.stopLoop()
+		}
+	}
+}
+
+func withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultStopTimeout)
+}

@@ -1,0 +1,213 @@
+package kstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+)
+
+// Handler handles one record of a stream run by an engine (Handle). Returning
+// nil marks the record processed; returning an error leaves it unprocessed
+// and is a crash of the stream, handled by its ErrorPolicy.
+//
+// ctx is canceled when the engine stops the stream and the stop deadline has
+// passed, or when the stream is removed; during a graceful stop it stays
+// live so that the record in hand can finish.
+type Handler[T any] func(ctx context.Context, rec Record[T]) error
+
+// BatchHandler handles a batch of records (HandleBatches), the Go form of
+// kstreams' getmany. Returning nil marks the whole batch processed.
+type BatchHandler[T any] func(ctx context.Context, recs []Record[T]) error
+
+// Middleware wraps a Handler with behaviour of its own: retries, a
+// dead-letter queue, recovery, logging, tracing. Middlewares given to Handle
+// apply in the order given: the first is the outermost.
+type Middleware[T any] func(next Handler[T]) Handler[T]
+
+// streamFunc is what an engine runs for a stream.
+type streamFunc[T any] struct {
+	handler    Handler[T]      // Handle, with its middleware applied
+	middleware []Middleware[T] // for records that fail to decode
+	batch      BatchHandler[T]
+	batchMax   int
+	batchWait  time.Duration
+	whole      func(ctx context.Context, s *Stream[T]) error
+}
+
+// Handle sets the function an engine runs for each record, with optional
+// middleware, and returns s. A record that fails to decode goes through the
+// middleware with an error in place of the handler: a middleware may handle
+// it (DeadLetter does); if none does, it is a crash. Setting a function
+// replaces any set before.
+func (s *Stream[T]) Handle(h Handler[T], mw ...Middleware[T]) *Stream[T] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fn = nil
+	if h != nil {
+		s.fn = &streamFunc[T]{handler: chain(h, mw), middleware: mw}
+	}
+	return s
+}
+
+// HandleBatches sets the function an engine runs for each batch of up to max
+// records, yielded as by Batches(ctx, max, wait), and returns s. A record
+// that fails to decode is a crash of the stream. Setting a function replaces
+// any set before.
+func (s *Stream[T]) HandleBatches(max int, wait time.Duration, h BatchHandler[T]) *Stream[T] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fn = nil
+	if h != nil {
+		s.fn = &streamFunc[T]{batch: h, batchMax: max, batchWait: wait}
+	}
+	return s
+}
+
+// Func sets a function an engine runs once with the stream itself, as
+// kstreams runs a stream's coroutine, and returns s. The function ranges over
+// s.Records(ctx) (or Batches) itself; ctx is canceled when the engine stops
+// the stream, which ends the range quietly at the next record boundary.
+// Returning an error, or panicking, is a crash; returning nil stops the
+// stream. Setting a function replaces any set before.
+func (s *Stream[T]) Func(fn func(ctx context.Context, s *Stream[T]) error) *Stream[T] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fn = nil
+	if fn != nil {
+		s.fn = &streamFunc[T]{whole: fn}
+	}
+	return s
+}
+
+func chain[T any](h Handler[T], mw []Middleware[T]) Handler[T] {
+	for i := len(mw) - 1; i >= 0; i-- {
+		if mw[i] != nil {
+			h = mw[i](h)
+		}
+	}
+	return h
+}
+
+// The Runnable methods.
+
+func (s *Stream[T]) attach(e *Engine) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.fn == nil:
+		return fmt.Errorf("%w: stream %q", ErrNoFunction, s.name)
+	case s.eng != nil && s.eng != e:
+		return fmt.Errorf("kstream: stream %q already belongs to engine %q", s.name, s.eng.name)
+	case s.sess != nil:
+		return fmt.Errorf("kstream: stream %q is open; an engine opens the streams it runs", s.name)
+	}
+	s.eng = e
+	s.inherited = inherited{brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError}
+	s.state = stateNew
+	return nil
+}
+
+func (s *Stream[T]) detach(e *Engine) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.eng == e {
+		s.eng = nil
+		s.inherited = inherited{}
+	}
+}
+
+func (s *Stream[T]) policy() ErrorPolicy {
+	if s.cfg.onErrorSet {
+		return s.cfg.onError
+	}
+	return s.inherited.onError
+}
+
+func (s *Stream[T]) topicsForLog() []string {
+	if s.cfg.pattern != "" {
+		return []string{s.cfg.pattern}
+	}
+	return s.cfg.topics
+}
+
+func (s *Stream[T]) forceClose() error { return s.Close() }
+
+// run opens the stream, runs its function until loopCtx is done or the
+// function fails, and closes the stream. A panic becomes a *PanicError.
+func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
+	s.mu.Lock()
+	fn := s.fn
+	s.mu.Unlock()
+	if fn == nil {
+		return ErrNoFunction
+	}
+	if err := s.Open(loopCtx); err != nil {
+		if loopCtx.Err() != nil {
+			return nil // stopped while connecting
+		}
+		return err
+	}
+	defer func() {
+		if cerr := s.Close(); cerr != nil {
+			s.logger().Error("closing stream", "stream", s.name, "err", cerr)
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	switch {
+	case fn.whole != nil:
+		return fn.whole(loopCtx, s)
+	case fn.batch != nil:
+		for batch, err := range s.Batches(loopCtx, fn.batchMax, fn.batchWait) {
+			if err != nil {
+				if isNonFatalFetch(err) {
+					continue
+				}
+				return err
+			}
+			if err := fn.batch(handlerCtx, batch); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		for rec, err := range s.Records(loopCtx) {
+			if err != nil {
+				var de *DecodeError
+				switch {
+				case errors.As(err, &de):
+					failed := func(context.Context, Record[T]) error { return de }
+					if herr := chain(failed, fn.middleware)(handlerCtx, rec); herr != nil {
+						return herr
+					}
+				case isNonFatalFetch(err):
+				default:
+					return err
+				}
+				continue
+			}
+			if err := fn.handler(handlerCtx, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// isNonFatalFetch reports whether err is a FetchError a stream run by an
+// engine goes on after (the session logged it).
+func isNonFatalFetch(err error) bool {
+	var fe *FetchError
+	return errors.As(err, &fe) && !fe.Fatal
+}
+
+func (s *Stream[T]) logger() *slog.Logger {
+	_, _, l := s.cfg.connection(s.inherited)
+	return l
+}

@@ -1,0 +1,187 @@
+package kstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// StreamState is where a stream run by an engine is in its life.
+type StreamState int
+
+const (
+	// StreamStopped: not running (not started yet, stopped, or its
+	// function returned).
+	StreamStopped StreamState = iota
+	// StreamRunning: consuming.
+	StreamRunning
+	// StreamCrashed: its function failed and its policy did not restart it.
+	StreamCrashed
+	// StreamRestarting: its function failed; it starts again after a
+	// backoff (ErrorPolicyRestart).
+	StreamRestarting
+)
+
+func (s StreamState) String() string {
+	switch s {
+	case StreamStopped:
+		return "stopped"
+	case StreamRunning:
+		return "running"
+	case StreamCrashed:
+		return "crashed"
+	case StreamRestarting:
+		return "restarting"
+	}
+	return fmt.Sprintf("StreamState(%d)", int(s))
+}
+
+// PanicError is a panic in a stream's function (or decoder, or middleware),
+// recovered by the engine and handled as a crash. Stack is where it
+// happened.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("kstream: panic: %v", e.Value) }
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// runner runs one stream of an engine on a goroutine of its own.
+type runner struct {
+	s    Runnable
+	name string
+
+	// Set by startRunner under the engine's mu.
+	stopLoop    context.CancelFunc // graceful: stop fetching, finish the record
+	stopHandler context.CancelFunc // at the deadline: cancel the handler's ctx
+	done        chan struct{}
+
+	mu       sync.Mutex
+	state    StreamState
+	lastErr  error
+	restarts int
+}
+
+func (r *runner) setState(st StreamState, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state = st
+	if err != nil {
+		r.lastErr = err
+	}
+}
+
+// startRunner starts r's goroutine. e.mu is held.
+func (e *Engine) startRunner(r *runner) {
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	handlerCtx, stopHandler := context.WithCancel(context.Background())
+	r.stopLoop, r.stopHandler = stopLoop, stopHandler
+	r.done = make(chan struct{})
+	r.setState(StreamRunning, nil)
+	go e.runLoop(r, loopCtx, handlerCtx)
+}
+
+// runLoop runs the stream until it stops, applying its error policy to
+// each crash.
+func (e *Engine) runLoop(r *runner, loopCtx, handlerCtx context.Context) {
+	defer close(r.done)
+	defer r.stopHandler()
+	backoff := minRestartBackoff
+	for {
+		r.setState(StreamRunning, nil)
+		started := time.Now()
+		err := r.s.run(loopCtx, handlerCtx)
+		if err == nil {
+			r.setState(StreamStopped, nil)
+			return
+		}
+		policy := r.s.policy()
+		e.logCrash(r, err, policy)
+		r.setState(StreamCrashed, err)
+		if loopCtx.Err() != nil {
+			return // stopping anyway: no restart, no engine stop
+		}
+		switch policy {
+		case ErrorPolicyRestart:
+			if time.Since(started) > maxRestartBackoff {
+				backoff = minRestartBackoff
+			}
+			r.setState(StreamRestarting, nil)
+			r.mu.Lock()
+			r.restarts++
+			r.mu.Unlock()
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-loopCtx.Done():
+				t.Stop()
+				r.setState(StreamCrashed, nil)
+				return
+			}
+			backoff = min(2*backoff, maxRestartBackoff)
+			e.log.Info("restarting stream", "stream", r.name)
+			continue
+		case ErrorPolicyStopEngine:
+			e.requestStop(nil)
+		case ErrorPolicyStopApplication:
+			e.requestStop(fmt.Errorf("kstream: stream %q crashed: %w", r.name, err))
+		}
+		return
+	}
+}
+
+// logCrash logs a crash once, as kstreams' "CRASHED Stream!!!" does, with
+// the stack of a panic.
+func (e *Engine) logCrash(r *runner, err error, policy ErrorPolicy) {
+	attrs := []any{"stream", r.name, "topics", strings.Join(r.s.topicsForLog(), ","), "err", err, "policy", policy.String()}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, "stack", string(pe.Stack))
+	}
+	e.log.Error("stream crashed", attrs...)
+}
+
+// stopRunners stops runners gracefully within ctx: it stops their loops,
+// waits, cancels their handlers' contexts at the deadline, and closes the
+// streams of any that still run.
+func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
+	var live []*runner
+	for _, r := range rs {
+		if r.done != nil {
+			r.stopLoop()
+			live = append(live, r)
+		}
+	}
+	var errs []error
+	for _, r := range live {
+		select {
+		case <-r.done:
+			continue
+		case <-ctx.Done():
+		}
+		r.stopHandler()
+		grace := time.NewTimer(time.Second)
+		select {
+		case <-r.done:
+			grace.Stop()
+			continue
+		case <-grace.C:
+		}
+		// The handler ignores its context: close the stream under it.
+		// Its record in hand is not committed.
+		if err := r.s.forceClose(); err != nil {
+			e.log.Error("closing a stream that did not stop", "stream", r.name, "err", err)
+		}
+		errs = append(errs, fmt.Errorf("kstream: stream %q did not stop before the deadline; it was closed with its record in hand uncommitted", r.name))
+	}
+	return errors.Join(errs...)
+}
