@@ -152,7 +152,15 @@ func TestErrorPolicies(t *testing.T) {
 
 func TestErrorPolicyRestartRedeliversInOrder(t *testing.T) {
 	e := newEnv(t, 1, 4)
+	if err := e.c.CreateTopic(e.ctx, "good", 1); err != nil {
+		t.Fatal(err)
+	}
 	eng := e.engine()
+	var good seen
+	eng.Add(e.engineStream("good", "good").Handle(func(_ context.Context, rec kstream.Record[string]) error {
+		good.add(rec.Value)
+		return nil
+	}))
 	var handled seen
 	var fails atomic.Int32
 	eng.Add(e.engineStream(e.topic, "restart", kstream.OnError(kstream.ErrorPolicyRestart)).Handle(func(_ context.Context, rec kstream.Record[string]) error {
@@ -173,6 +181,11 @@ func TestErrorPolicyRestartRedeliversInOrder(t *testing.T) {
 	if h.Restarts != 2 || h.State != kstream.StreamRunning {
 		t.Fatalf("health %+v, want running after 2 restarts", h)
 	}
+	// The other stream was not disturbed by the restarts.
+	if err := kstreamtest.ProduceValues(e.ctx, e.c, "good", 1, codec.String(), "g0"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the good stream to handle g0", func() bool { return good.count() == 1 })
 	if err := eng.Stop(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -326,6 +339,9 @@ func TestAddRejects(t *testing.T) {
 
 func TestGracefulStopFinishesSlowHandler(t *testing.T) {
 	e := newEnv(t, 1, 2)
+	if err := e.c.CreateTopic(e.ctx, "out", 1); err != nil {
+		t.Fatal(err)
+	}
 	eng := e.engine()
 	inHandler := make(chan struct{})
 	var handlerCtxErr atomic.Value
@@ -335,6 +351,11 @@ func TestGracefulStopFinishesSlowHandler(t *testing.T) {
 			close(inHandler)
 			time.Sleep(500 * time.Millisecond) // the work in hand while Stop runs
 			handlerCtxErr.Store(fmt.Sprint(ctx.Err()))
+			// Handlers may still send while the engine stops: the
+			// producer is flushed and closed last.
+			if _, err := eng.Send(ctx, "out", []byte("from a finishing handler")); err != nil {
+				handlerCtxErr.Store("send: " + err.Error())
+			}
 		}
 		handled.add(rec.Value)
 		return nil
@@ -352,7 +373,10 @@ func TestGracefulStopFinishesSlowHandler(t *testing.T) {
 		t.Fatalf("handled %v, want only the record in hand (stop fetching)", got)
 	}
 	if got := handlerCtxErr.Load(); got != "<nil>" {
-		t.Fatalf("handler ctx during graceful stop: %v, want live", got)
+		t.Fatalf("handler ctx during graceful stop: %v, want live and Send working", got)
+	}
+	if r := readBack(t, e, "out", 0, 0); string(r.Value) != "from a finishing handler" {
+		t.Fatalf("record sent during stop: %q", r.Value)
 	}
 	e.wantCommitted("slow", map[int32]int64{0: 1})
 	if _, err := eng.Send(e.ctx, e.topic, []byte("x")); !errors.Is(err, kstream.ErrEngineNotStarted) {
