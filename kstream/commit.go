@@ -93,7 +93,9 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 		}
 		ss.mu.Unlock()
 		ss.pushMarks(ss.cl)
-		if err := ss.cl.CommitMarkedOffsets(ctx); err != nil {
+		err := ss.cl.CommitMarkedOffsets(ctx)
+		ss.noteCommit(err)
+		if err != nil {
 			return fmt.Errorf("kstream: stream %q: commit: %w", ss.name, err)
 		}
 		ss.noteCommitted(offs)
@@ -104,18 +106,12 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 	}
 	var rerr error
 	ss.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			rerr = err
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && rerr == nil {
-					rerr = fmt.Errorf("topic %q partition %d: %w", t.Topic, p.Partition, err)
-				}
-			}
+		rerr = err
+		if rerr == nil {
+			rerr = commitResponseErr(resp)
 		}
 	})
+	ss.noteCommit(rerr)
 	if rerr != nil {
 		return fmt.Errorf("kstream: stream %q: commit: %w", ss.name, rerr)
 	}
@@ -129,10 +125,25 @@ func (ss *session) noteCommitted(offs map[string]map[int32]kgo.EpochOffset) {
 	for t, m := range offs {
 		for p, eo := range m {
 			if ps := ss.parts[topicPartition{t, p}]; ps != nil && eo.Offset > ps.committed {
-				ps.committed = eo.Offset
+				ps.committed, ps.committedKnown = eo.Offset, true
 			}
 		}
 	}
+}
+
+// commitResponseErr returns the first partition error of a commit response.
+func commitResponseErr(resp *kmsg.OffsetCommitResponse) error {
+	if resp == nil {
+		return nil
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("topic %q partition %d: %w", t.Topic, p.Partition, err)
+			}
+		}
+	}
+	return nil
 }
 
 func addOffset(offs map[string]map[int32]kgo.EpochOffset, tp topicPartition, eo kgo.EpochOffset) {

@@ -189,6 +189,7 @@ type Runnable interface {
 	policy() ErrorPolicy
 	topicsForLog() []string
 	forceClose() error
+	metricsSet() *metricsSet
 }
 
 // Add gives the engine a stream. The stream must have a function (Handle,
@@ -237,6 +238,7 @@ func (e *Engine) Remove(ctx context.Context, s Runnable) error {
 	ctx, cancel := withDefaultDeadline(ctx)
 	defer cancel()
 	err := e.stopRunners(ctx, []*runner{r})
+	s.metricsSet().forgetStream(r.name)
 	s.detach(e)
 	return err
 }
@@ -257,7 +259,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		kgo.WithLogger(newKgoLogger(e.log)),
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.RecordPartitioner(newPartitioner()),
-	}, opts...)
+	}, e.cfg.metrics.clientOpts(e.name+"-producer")...)
+	popts = append(popts, opts...)
 	producer, err := kgo.NewClient(popts...)
 	if err != nil {
 		e.mu.Unlock()
@@ -326,6 +329,10 @@ func (e *Engine) Stop(ctx context.Context) error {
 	}
 	producer.Close()
 
+	for _, r := range runners {
+		r.s.metricsSet().forgetStream(r.name)
+	}
+	e.cfg.metrics.forgetEngine(e.name)
 	e.mu.Lock()
 	e.state = engineStopped
 	e.producer = nil

@@ -105,7 +105,7 @@ func (s *Stream[T]) attach(e *Engine) error {
 		return fmt.Errorf("kstream: stream %q is open; an engine opens the streams it runs", s.name)
 	}
 	s.eng = e
-	s.inherited = inherited{brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError}
+	s.inherited = inherited{brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
 	s.state = stateNew
 	return nil
 }
@@ -134,6 +134,8 @@ func (s *Stream[T]) topicsForLog() []string {
 }
 
 func (s *Stream[T]) forceClose() error { return s.Close() }
+
+func (s *Stream[T]) metricsSet() *metricsSet { return s.cfg.metricsOf(s.inherited) }
 
 // run opens the stream, runs its function until loopCtx is done or the
 // function fails, and closes the stream. A panic becomes a *PanicError.
@@ -177,6 +179,16 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		}
 		return nil
 	default:
+		handle := fn.handler
+		if m := s.metricsSet(); m != nil {
+			hist := m.handlerSeconds.WithLabelValues(s.name)
+			handle = func(ctx context.Context, rec Record[T]) error {
+				start := time.Now()
+				err := fn.handler(ctx, rec)
+				hist.Observe(time.Since(start).Seconds())
+				return err
+			}
+		}
 		for rec, err := range s.Records(loopCtx) {
 			if err != nil {
 				var de *DecodeError
@@ -192,7 +204,7 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				}
 				continue
 			}
-			if err := fn.handler(handlerCtx, rec); err != nil {
+			if err := handle(handlerCtx, rec); err != nil {
 				return err
 			}
 		}

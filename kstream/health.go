@@ -1,5 +1,10 @@
 package kstream
 
+import (
+	"encoding/json"
+	"net/http"
+)
+
 // Health is a snapshot of an engine and its streams, for a health check.
 type Health struct {
 	Engine  string
@@ -38,4 +43,41 @@ func (e *Engine) StreamHealth(name string) (StreamHealth, bool) {
 		}
 	}
 	return StreamHealth{}, false
+}
+
+// HealthHandler returns an http.Handler for a health check endpoint
+// (/healthz, say). It answers with Health as JSON, and status 200 while the
+// engine runs and no stream has crashed, 503 otherwise. A restarting stream
+// counts as healthy: its policy is dealing with it.
+func (e *Engine) HealthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := e.Health()
+		type stream struct {
+			Name      string `json:"name"`
+			State     string `json:"state"`
+			LastError string `json:"last_error,omitempty"`
+			Restarts  int    `json:"restarts"`
+		}
+		body := struct {
+			Engine  string   `json:"engine"`
+			Running bool     `json:"running"`
+			Healthy bool     `json:"healthy"`
+			Streams []stream `json:"streams"`
+		}{Engine: h.Engine, Running: h.Running, Healthy: h.Running, Streams: []stream{}}
+		for _, s := range h.Streams {
+			js := stream{Name: s.Name, State: s.State.String(), Restarts: s.Restarts}
+			if s.LastErr != nil {
+				js.LastError = s.LastErr.Error()
+			}
+			if s.State == StreamCrashed {
+				body.Healthy = false
+			}
+			body.Streams = append(body.Streams, js)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !body.Healthy {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(body)
+	})
 }

@@ -63,6 +63,9 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 				continue
 			}
 			derr := s.decodeInto(&rec, r)
+			if derr != nil {
+				ss.noteDecodeError(r.Topic)
+			}
 			if !yield(rec, derr) {
 				return
 			}
@@ -159,6 +162,7 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 					recs = append(recs, rec)
 					continue
 				}
+				ss.noteDecodeError(r.Topic)
 				if !emit(raws[start:i], recs, nil) {
 					return
 				}

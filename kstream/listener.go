@@ -139,7 +139,7 @@ func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 	ss.mu.Lock()
 	for t, ps := range assigned {
 		for _, p := range ps {
-			ss.parts[topicPartition{t, p}] = &partState{owned: true}
+			ss.parts[topicPartition{t, p}] = ss.newPartState(t)
 		}
 	}
 	ss.last = nil
@@ -157,6 +157,7 @@ func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 		return
 	}
 	ss.log.Info("partitions assigned", "partitions", assigned)
+	ss.noteRebalance("assigned")
 	for _, l := range ss.cfg.listeners {
 		l.OnAssigned(ctx, ss.handle, cloneAssignment(assigned))
 	}
@@ -172,7 +173,7 @@ func (ss *session) adjustOffsets(_ context.Context, offsets map[string]map[int32
 			tp := topicPartition{t, p}
 			if ps := ss.parts[tp]; ps != nil {
 				if eo := off.EpochOffset(); eo.Offset >= 0 {
-					ps.committed = eo.Offset
+					ps.committed, ps.committedKnown = eo.Offset, true
 				}
 			}
 			if o, ok := ss.initialLeft[tp]; ok {
@@ -197,6 +198,7 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 		}
 	}
 	ss.log.Info("partitions revoked", "partitions", revoked)
+	ss.noteRebalance("revoked")
 	for _, l := range ss.cfg.listeners {
 		l.OnRevoked(ctx, ss.handle, cloneAssignment(revoked))
 	}
@@ -209,6 +211,7 @@ func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 	}
 	ss.dropBuffered(lost)
 	ss.log.Warn("partitions lost", "partitions", lost)
+	ss.noteRebalance("lost")
 	for _, l := range ss.cfg.listeners {
 		l.OnLost(ctx, ss.handle, cloneAssignment(lost))
 	}
@@ -261,6 +264,12 @@ func (ss *session) disown(gone map[string][]int32) {
 		}
 	}
 	ss.last = nil
+}
+
+func (ss *session) noteRebalance(kind string) {
+	if ss.m != nil {
+		ss.m.rebalances.WithLabelValues(ss.name, kind).Inc()
+	}
 }
 
 func countPartitions(m map[string][]int32) int {

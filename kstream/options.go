@@ -70,6 +70,7 @@ type config struct {
 	logger     *slog.Logger
 	onError    ErrorPolicy
 	onErrorSet bool
+	metrics    *metricsSet
 }
 
 // Brokers sets the seed brokers ("host:port") to connect to. Without it a
@@ -258,7 +259,8 @@ func MaxPollRecords(n int) Option {
 // ConsumeRegex (use Topics and TopicPattern), the OnPartitions callbacks
 // (use Listener), AdjustFetchOffsetsFn (use InitialOffsets),
 // BlockRebalanceOnPoll, AutoCommitMarks and DisableAutoCommit (use
-// ManualCommit). kgo.ConsumerGroup on a stream without Group, and
+// ManualCommit), AutoCommitCallback (failed automatic commits are logged and
+// counted). kgo.ConsumerGroup on a stream without Group, and
 // kgo.ConsumeRegex on a stream without TopicPattern, make Open fail with
 // ErrInvalidOption. Everything else, SeedBrokers and ConsumeResetOffset
 // included, overrides what the stream would set.
@@ -335,6 +337,16 @@ type inherited struct {
 	clientOpts []kgo.Opt
 	logger     *slog.Logger
 	onError    ErrorPolicy
+	metrics    *metricsSet
+}
+
+// metricsOf returns the metrics a stream reports to: its own, else its
+// engine's, else none.
+func (c *config) metricsOf(in inherited) *metricsSet {
+	if c.metrics != nil {
+		return c.metrics
+	}
+	return in.metrics
 }
 
 // connection resolves a stream's brokers, client options and logger: its

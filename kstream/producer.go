@@ -69,7 +69,9 @@ func (e *Engine) Send(ctx context.Context, topic string, value []byte, opts ...S
 		o(r)
 	}
 	res := producer.ProduceSync(ctx, r)
-	if err := res.FirstErr(); err != nil {
+	err = res.FirstErr()
+	e.noteSent(topic, 1, err)
+	if err != nil {
 		return RecordMetadata{}, fmt.Errorf("kstream: send to topic %q: %w", topic, err)
 	}
 	return metadataOf(res[0].Record), nil
@@ -88,6 +90,16 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 		recs[i] = &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Context: ctx}
 	}
 	res := producer.ProduceSync(ctx, recs...)
+	failed := 0
+	for _, pr := range res {
+		if pr.Err != nil {
+			failed++
+		}
+	}
+	if m := e.cfg.metrics; m != nil {
+		m.sent.WithLabelValues(e.name, topic).Add(float64(len(res) - failed))
+		m.sendErrors.WithLabelValues(e.name, topic).Add(float64(failed))
+	}
 	if err := res.FirstErr(); err != nil {
 		return nil, fmt.Errorf("kstream: send batch to topic %q: %w", topic, err)
 	}
@@ -96,6 +108,18 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 		out[i] = metadataOf(pr.Record)
 	}
 	return out, nil
+}
+
+func (e *Engine) noteSent(topic string, n int, err error) {
+	m := e.cfg.metrics
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.sendErrors.WithLabelValues(e.name, topic).Add(float64(n))
+	} else {
+		m.sent.WithLabelValues(e.name, topic).Add(float64(n))
+	}
 }
 
 func (e *Engine) activeProducer() (*kgo.Client, error) {

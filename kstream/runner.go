@@ -106,6 +106,9 @@ func (e *Engine) runLoop(r *runner, loopCtx, handlerCtx context.Context) {
 		}
 		policy := r.s.policy()
 		e.logCrash(r, err, policy)
+		if m := r.s.metricsSet(); m != nil {
+			m.crashes.WithLabelValues(r.name).Inc()
+		}
 		r.setState(StreamCrashed, err)
 		if loopCtx.Err() != nil {
 			return // stopping anyway: no restart, no engine stop
@@ -119,6 +122,9 @@ func (e *Engine) runLoop(r *runner, loopCtx, handlerCtx context.Context) {
 			r.mu.Lock()
 			r.restarts++
 			r.mu.Unlock()
+			if m := r.s.metricsSet(); m != nil {
+				m.restarts.WithLabelValues(r.name).Inc()
+			}
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:

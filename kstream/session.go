@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // markPushInterval bounds how long a processed record's mark waits in the
@@ -37,6 +39,7 @@ type session struct {
 	group  bool
 	manual bool
 	handle *streamHandle
+	m      *metricsSet // nil without the Metrics option
 
 	closing          atomic.Bool
 	rebalancePending atomic.Bool
@@ -75,6 +78,9 @@ type partState struct {
 	pushed    int64 // processed as last given to franz-go's marks
 	committed int64 // committed offset as this member last knew it
 	highwater int64
+
+	committedKnown bool               // the group had a commit, or this member made one
+	processedCtr   prometheus.Counter // nil without metrics
 }
 
 func openSession(ctx context.Context, cfg *config, name string, in inherited) (*session, error) {
@@ -87,6 +93,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 		manual:  cfg.manual,
 		parts:   make(map[topicPartition]*partState),
 		scratch: make(map[string]map[int32]kgo.EpochOffset),
+		m:       cfg.metricsOf(in),
 	}
 	if ss.group {
 		ss.log = ss.log.With("group", cfg.group)
@@ -109,6 +116,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 		kgo.WithLogger(newKgoLogger(ss.log)),
 		kgo.ConsumeResetOffset(reset),
 	}
+	opts = append(opts, ss.m.clientOpts(name)...)
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)
@@ -126,6 +134,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 			kgo.OnPartitionsLost(ss.onLost),
 			kgo.OnPartitionsCallbackBlocked(ss.onCallbackBlocked),
 			kgo.AdjustFetchOffsetsFn(ss.adjustOffsets),
+			kgo.AutoCommitCallback(ss.onAutoCommit),
 		)
 		if cfg.manual {
 			opts = append(opts, kgo.DisableAutoCommit())
@@ -148,6 +157,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 		ss.pushTimer.Stop()
 		cl.Close()
 		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
+	}
+	if ss.m != nil {
+		ss.m.partitions.add(ss)
 	}
 	ss.log.Debug("stream opened", "brokers", brokers)
 	return ss, nil
@@ -175,7 +187,7 @@ func (ss *session) partLocked(topic string, partition int32) *partState {
 	tp := topicPartition{topic, partition}
 	ps := ss.parts[tp]
 	if ps == nil && !ss.group {
-		ps = &partState{owned: true}
+		ps = ss.newPartState(topic)
 		ss.parts[tp] = ps
 	}
 	if ps != nil {
@@ -409,6 +421,47 @@ func (ss *session) markLocked(r *kgo.Record) {
 		ps.epoch = r.LeaderEpoch
 		ss.dirty = true
 	}
+	if ps.processedCtr != nil {
+		ps.processedCtr.Inc()
+	}
+}
+
+func (ss *session) newPartState(topic string) *partState {
+	ps := &partState{owned: true}
+	if ss.m != nil {
+		ps.processedCtr = ss.m.processed.WithLabelValues(ss.name, topic)
+	}
+	return ps
+}
+
+// noteDecodeError counts a record the decoder rejected.
+func (ss *session) noteDecodeError(topic string) {
+	if ss.m != nil {
+		ss.m.decodeErrors.WithLabelValues(ss.name, topic).Inc()
+	}
+}
+
+// noteCommit counts a commit and its outcome.
+func (ss *session) noteCommit(err error) {
+	if ss.m == nil {
+		return
+	}
+	if err != nil {
+		ss.m.commitFailures.WithLabelValues(ss.name).Inc()
+	} else {
+		ss.m.commits.WithLabelValues(ss.name).Inc()
+	}
+}
+
+// onAutoCommit is franz-go's callback after each automatic commit.
+func (ss *session) onAutoCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	if err == nil {
+		err = commitResponseErr(resp)
+	}
+	if err != nil {
+		ss.log.Warn("automatic commit failed; it is retried with the next one", "err", err)
+	}
+	ss.noteCommit(err)
 }
 
 // pushMarks hands processed offsets to franz-go, whose autocommit commits
@@ -531,6 +584,9 @@ func (ss *session) close(timeout time.Duration) error {
 		cancel()
 	}
 	ss.cl.CloseAllowingRebalance()
+	if ss.m != nil {
+		ss.m.partitions.remove(ss)
+	}
 	ss.log.Debug("stream closed")
 	return err
 }

@@ -1,0 +1,243 @@
+package kstream
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+)
+
+// Metrics registers the SDK's metrics, and franz-go's (kprom, with a
+// client_id label), with reg. Given to an engine, it applies to the engine's
+// producer and to every stream of the engine. Many streams and engines may
+// share one registry; stream names label the series, so they should be
+// unique per registry. See docs/metrics.md for the list.
+//
+// Per-partition gauges (committed, position, highwater, lag, position lag)
+// are computed when the registry is scraped, from what the stream already
+// knows: the high watermark of its last fetch and its commits. They cost
+// nothing per record and make no broker round trip. They exist while the
+// partition is assigned: revoked and lost partitions, closed streams and
+// stopped engines leave no series behind.
+func Metrics(reg prometheus.Registerer) Option {
+	return optionFunc(func(c *config) error {
+		if reg == nil {
+			return fmt.Errorf("%w: Metrics: nil registerer", ErrInvalidOption)
+		}
+		m, err := metricsFor(reg)
+		if err != nil {
+			return fmt.Errorf("%w: Metrics: %v", ErrInvalidOption, err)
+		}
+		c.metrics = m
+		return nil
+	})
+}
+
+// metricsSet is the SDK's metrics on one registry, shared by every stream
+// and engine that uses it.
+type metricsSet struct {
+	reg prometheus.Registerer
+
+	processed      *prometheus.CounterVec // stream, topic
+	decodeErrors   *prometheus.CounterVec // stream, topic
+	commits        *prometheus.CounterVec // stream
+	commitFailures *prometheus.CounterVec // stream
+	rebalances     *prometheus.CounterVec // stream, kind
+	crashes        *prometheus.CounterVec // stream
+	restarts       *prometheus.CounterVec // stream
+	handlerSeconds *prometheus.HistogramVec
+	sent           *prometheus.CounterVec // engine, topic
+	sendErrors     *prometheus.CounterVec // engine, topic
+
+	partitions *partitionCollector
+}
+
+var (
+	registriesMu sync.Mutex
+	registries   = map[prometheus.Registerer]*metricsSet{}
+	clientSeq    atomic.Int64
+)
+
+func metricsFor(reg prometheus.Registerer) (*metricsSet, error) {
+	registriesMu.Lock()
+	defer registriesMu.Unlock()
+	if m := registries[reg]; m != nil {
+		return m, nil
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kstreams", Name: name, Help: help}, labels)
+	}
+	m := &metricsSet{
+		reg:            reg,
+		processed:      counter("records_processed_total", "Records whose loop body or handler finished (marked processed).", "stream", "topic"),
+		decodeErrors:   counter("decode_errors_total", "Records whose value the decoder rejected.", "stream", "topic"),
+		commits:        counter("commits_total", "Offset commits that succeeded, automatic and explicit.", "stream"),
+		commitFailures: counter("commit_failures_total", "Offset commits that failed.", "stream"),
+		rebalances:     counter("rebalances_total", "Partition changes of a stream's group member, by kind: assigned, revoked, lost.", "stream", "kind"),
+		crashes:        counter("crashes_total", "Crashes of a stream run by an engine.", "stream"),
+		restarts:       counter("restarts_total", "Restarts of a stream by ErrorPolicyRestart.", "stream"),
+		handlerSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "kstreams", Name: "handler_duration_seconds",
+			Help:    "Time a Handle stream's handler (with its middleware) took per record.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"stream"}),
+		sent:       counter("records_sent_total", "Records an engine sent successfully.", "engine", "topic"),
+		sendErrors: counter("send_errors_total", "Records an engine failed to send.", "engine", "topic"),
+		partitions: newPartitionCollector(),
+	}
+	for _, c := range []prometheus.Collector{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances,
+		m.crashes, m.restarts, m.handlerSeconds, m.sent, m.sendErrors, m.partitions} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register SDK metrics: %w", err)
+		}
+	}
+	registries[reg] = m
+	return m, nil
+}
+
+// clientOpts returns the options that give a franz-go client a unique
+// client ID and kprom metrics on the registry.
+func (m *metricsSet) clientOpts(name string) []kgo.Opt {
+	if m == nil {
+		return nil
+	}
+	id := fmt.Sprintf("kstreams-%s-%d", name, clientSeq.Add(1))
+	return []kgo.Opt{
+		kgo.ClientID(id),
+		kgo.WithHooks(kprom.NewMetrics("kstreams", kprom.Subsystem("kgo"), kprom.Registerer(m.reg), kprom.WithClientLabel())),
+	}
+}
+
+// forgetStream deletes the counters of a stream, when its engine removes it
+// or stops.
+func (m *metricsSet) forgetStream(name string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"stream": name}
+	for _, v := range []*prometheus.CounterVec{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances, m.crashes, m.restarts} {
+		v.DeletePartialMatch(l)
+	}
+	m.handlerSeconds.DeletePartialMatch(l)
+}
+
+func (m *metricsSet) forgetEngine(name string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"engine": name}
+	m.sent.DeletePartialMatch(l)
+	m.sendErrors.DeletePartialMatch(l)
+}
+
+// partitionCollector emits the per-partition gauges of every open session
+// on its registry, read at scrape time.
+type partitionCollector struct {
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+
+	committed, position, highwater, lag, positionLag *prometheus.Desc
+}
+
+func newPartitionCollector() *partitionCollector {
+	labels := []string{"stream", "group", "topic", "partition"}
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("kstreams_"+name, help, labels, nil)
+	}
+	return &partitionCollector{
+		sessions:    map[*session]struct{}{},
+		committed:   desc("committed_offset", "Offset committed for the partition by its group (the next record to process after a restart)."),
+		position:    desc("position", "Offset after the last record the stream yielded from the partition."),
+		highwater:   desc("highwater", "High watermark of the partition as of the stream's last fetch."),
+		lag:         desc("lag", "Records not yet committed: highwater minus committed."),
+		positionLag: desc("position_lag", "Records not yet yielded: highwater minus position."),
+	}
+}
+
+func (pc *partitionCollector) add(ss *session) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.sessions[ss] = struct{}{}
+}
+
+func (pc *partitionCollector) remove(ss *session) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	delete(pc.sessions, ss)
+}
+
+func (pc *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{pc.committed, pc.position, pc.highwater, pc.lag, pc.positionLag} {
+		ch <- d
+	}
+}
+
+func (pc *partitionCollector) Collect(ch chan<- prometheus.Metric) {
+	pc.mu.Lock()
+	sessions := make([]*session, 0, len(pc.sessions))
+	for ss := range pc.sessions {
+		sessions = append(sessions, ss)
+	}
+	pc.mu.Unlock()
+	for _, ss := range sessions {
+		for _, p := range ss.partitionStats() {
+			lv := []string{ss.name, ss.cfg.group, p.topic, strconv.Itoa(int(p.partition))}
+			gauge := func(d *prometheus.Desc, v int64) {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), lv...)
+			}
+			gauge(pc.highwater, p.highwater)
+			gauge(pc.position, p.position)
+			gauge(pc.positionLag, max(p.highwater-p.position, 0))
+			if p.committed >= 0 {
+				gauge(pc.committed, p.committed)
+				gauge(pc.lag, max(p.highwater-p.committed, 0))
+			}
+		}
+	}
+}
+
+// partitionStat is one partition's figures at scrape time; committed is -1
+// when the group has no commit for it.
+type partitionStat struct {
+	topic     string
+	partition int32
+	committed int64
+	position  int64
+	highwater int64
+}
+
+// partitionStats reads the figures of the partitions this member owns. The
+// committed offsets come from the client's own record of its commits
+// (automatic and explicit) and of the offsets it started from.
+func (ss *session) partitionStats() []partitionStat {
+	var known map[string]map[int32]kgo.EpochOffset
+	if ss.group && !ss.closing.Load() {
+		known = ss.cl.CommittedOffsets()
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := make([]partitionStat, 0, len(ss.parts))
+	for tp, ps := range ss.parts {
+		if !ps.owned {
+			continue
+		}
+		st := partitionStat{topic: tp.topic, partition: tp.partition, committed: -1, position: ps.yielded, highwater: ps.highwater}
+		if ss.group {
+			if ps.committedKnown {
+				st.committed = ps.committed
+			}
+			if eo, ok := known[tp.topic][tp.partition]; ok && eo.Offset >= 0 && eo.Offset > st.committed {
+				st.committed = eo.Offset
+			}
+		}
+		if st.position == 0 && st.committed > 0 {
+			st.position = st.committed // nothing yielded yet: it starts there
+		}
+		out = append(out, st)
+	}
+	return out
+}
