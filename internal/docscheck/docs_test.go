@@ -1,0 +1,145 @@
+// Package docscheck type-checks the Go code blocks of the documentation, so
+// that docs/*.md and README.md stay in step with the API.
+package docscheck
+
+import (
+	"fmt"
+	"go/ast"
+	"go/importer"
+	"go/parser"
+	"go/token"
+	"go/types"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// preamble declares what the prose around the code blocks takes as given:
+// a context, brokers, an engine, a user's types and functions.
+const preamble = `package docs
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"iter"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gokstreams/kstreams/codec"
+	"github.com/gokstreams/kstreams/kstream"
+)
+
+type Order struct {
+	ID       int     ` + "`json:\"id\"`" + `
+	Customer string  ` + "`json:\"customer\"`" + `
+	Amount   float64 ` + "`json:\"amount\"`" + `
+}
+
+var (
+	ctx     context.Context
+	brokers []string
+	eng     *kstream.Engine
+	people  *kstream.Stream[string]
+	s       *kstream.Stream[Order]
+	db      *sql.DB
+	w       http.ResponseWriter
+	flusher http.Flusher
+	key     []byte
+	value   []byte
+	order   Order
+	ts      time.Time
+	k1, k2  []byte
+	o1, o2  Order
+)
+
+func store[T any](context.Context, T) error                  { return nil }
+func storeInDatabase(context.Context, string) error          { return nil }
+func loadOffsetFromDatabase(*sql.DB, string, int32) int64    { return 0 }
+func warmCache(map[string][]int32)                          {}
+func saveState(map[string][]int32)                          {}
+
+var (
+	_ = fmt.Sprint
+	_ iter.Seq[int]
+	_ = os.Exit
+	_ = signal.Notify
+	_ = strconv.Itoa
+	_ = strings.Cut
+	_ = syscall.SIGTERM
+	_ prometheus.Registerer
+	_ = promhttp.Handler
+	_ kgo.Opt
+	_ codec.Decoder[int]
+)
+`
+
+var goBlock = regexp.MustCompile("(?s)```go\n(.*?)```")
+
+func TestDocCodeBlocksCompile(t *testing.T) {
+	files, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../../README.md")
+	fset := token.NewFileSet()
+	imp := importer.ForCompiler(fset, "source", nil)
+	checked := 0
+	for _, f := range files {
+		md, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range goBlock.FindAllStringSubmatchIndex(string(md), -1) {
+			block := string(md[m[2]:m[3]])
+			line := 1 + strings.Count(string(md[:m[2]]), "\n")
+			name := fmt.Sprintf("%s:%d (block %d)", filepath.Base(f), line, i+1)
+			file, err := asFile(fset, name, block)
+			if err != nil {
+				t.Errorf("%s does not parse: %v\n%s", name, err, block)
+				continue
+			}
+			var errs []string
+			conf := types.Config{Importer: imp, Error: func(err error) {
+				msg := err.Error()
+				if strings.Contains(msg, "declared and not used") || strings.Contains(msg, "imported and not used") {
+					return
+				}
+				errs = append(errs, msg)
+			}}
+			_, _ = conf.Check("docs", fset, []*ast.File{file}, nil)
+			if len(errs) > 0 {
+				t.Errorf("%s does not compile:\n  %s\n%s", name, strings.Join(errs, "\n  "), block)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no Go code blocks found in the docs")
+	}
+	t.Logf("%d code blocks type-checked", checked)
+}
+
+// asFile makes a file of the preamble and a block: a whole file replaces
+// the preamble, statements go in a function body, declarations (functions,
+// methods) at the top level.
+func asFile(fset *token.FileSet, name, block string) (*ast.File, error) {
+	if strings.HasPrefix(strings.TrimSpace(block), "package ") {
+		return parser.ParseFile(fset, name, block, 0)
+	}
+	if f, err := parser.ParseFile(fset, name, preamble+"\nfunc _() error {\n"+block+"\nreturn nil\n}\n", 0); err == nil {
+		return f, nil
+	}
+	return parser.ParseFile(fset, name, preamble+"\n"+block, 0)
+}
