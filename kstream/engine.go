@@ -116,6 +116,7 @@ func NewEngine(opts ...Option) (*Engine, error) {
 		"InitialOffsets": len(c.initial) > 0, "ManualCommit": c.manual,
 		"Listener": len(c.listeners) > 0, "MaxPollRecords": c.maxPoll != 0,
 		"ResetOffset": c.reset != Earliest,
+		"PartitionConcurrency or KeyConcurrency": c.concurrency.mode != concurrencySerial,
 	} {
 		if set {
 			return nil, fmt.Errorf("%w: NewEngine: %s is an option of streams, not of engines", ErrInvalidOption, name)

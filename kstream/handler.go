@@ -103,6 +103,8 @@ func (s *Stream[T]) attach(e *Engine) error {
 		return fmt.Errorf("kstream: stream %q already belongs to engine %q", s.name, s.eng.name)
 	case s.sess != nil:
 		return fmt.Errorf("kstream: stream %q is open; an engine opens the streams it runs", s.name)
+	case s.cfg.concurrency.mode != concurrencySerial && s.fn.handler == nil:
+		return fmt.Errorf("%w: stream %q: %v", ErrInvalidOption, s.name, errConcurrencyNeedsHandle)
 	}
 	s.eng = e
 	s.inherited = inherited{brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
@@ -188,6 +190,9 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				hist.Observe(time.Since(start).Seconds())
 				return err
 			}
+		}
+		if s.cfg.concurrency.mode != concurrencySerial {
+			return s.runConcurrent(loopCtx, handlerCtx, fn, handle)
 		}
 		for rec, err := range s.Records(loopCtx) {
 			if err != nil {

@@ -229,12 +229,16 @@ func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 		return
 	}
 	rewind := ss.takeBufferLocked()
+	drain := ss.drain
 	ss.mu.Unlock()
 	if ss.closing.Load() {
 		return
 	}
 	if len(rewind) > 0 {
 		cl.SetOffsets(rewind)
+	}
+	if drain != nil {
+		drain()
 	}
 	ss.pushMarks(cl)
 	cl.AllowRebalance()

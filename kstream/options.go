@@ -55,22 +55,23 @@ const DefaultMaxPollRecords = 500
 const DefaultCloseTimeout = 30 * time.Second
 
 type config struct {
-	brokers    []string
-	topics     []string
-	pattern    string
-	patternRe  *regexp.Regexp
-	group      string
-	name       string
-	initial    []TopicPartitionOffset
-	manual     bool
-	listeners  []RebalanceListener
-	reset      OffsetReset
-	maxPoll    int
-	clientOpts []kgo.Opt
-	logger     *slog.Logger
-	onError    ErrorPolicy
-	onErrorSet bool
-	metrics    *metricsSet
+	brokers     []string
+	topics      []string
+	pattern     string
+	patternRe   *regexp.Regexp
+	group       string
+	name        string
+	initial     []TopicPartitionOffset
+	manual      bool
+	listeners   []RebalanceListener
+	reset       OffsetReset
+	maxPoll     int
+	clientOpts  []kgo.Opt
+	logger      *slog.Logger
+	onError     ErrorPolicy
+	onErrorSet  bool
+	metrics     *metricsSet
+	concurrency concurrency
 }
 
 // Brokers sets the seed brokers ("host:port") to connect to. Without it a

@@ -65,6 +65,7 @@ type session struct {
 	initialLeft  map[topicPartition]int64
 	assignedOnce bool
 	seeks        map[string]map[int32]kgo.EpochOffset // direct mode initial offsets to apply
+	drain        func()                               // waits for a dispatcher's records in flight
 }
 
 // partState is what the stream knows of one partition it owns. Offsets are
@@ -508,9 +509,13 @@ func (ss *session) yieldToRebalance() {
 	}
 	ss.mu.Lock()
 	rewind := ss.takeBufferLocked()
+	drain := ss.drain
 	ss.mu.Unlock()
 	if len(rewind) > 0 {
 		ss.cl.SetOffsets(rewind)
+	}
+	if drain != nil {
+		drain() // records in flight finish, and are marked, before a revoke
 	}
 	ss.pushMarks(ss.cl)
 	ss.cl.AllowRebalance()

@@ -1,0 +1,336 @@
+package kstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// PartitionConcurrency lets a Handle stream run by an engine handle up to n
+// partitions at once, one record at a time within each partition, so that
+// records of a partition are handled in offset order. Without it (or with
+// n = 1) the stream handles one record at a time.
+//
+// Commits stay exact: a partition's commit never passes its lowest
+// unfinished record, and before the group rebalances, every record in flight
+// finishes first, so that a revoke commits what was handled and nothing
+// else. A record whose handler fails stops the stream (its ErrorPolicy
+// applies) with the records after it in its partition unhandled.
+func PartitionConcurrency(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: PartitionConcurrency: must be at least 1, got %d", ErrInvalidOption, n)
+		}
+		if c.concurrency.mode == concurrencyKey {
+			return fmt.Errorf("%w: PartitionConcurrency and KeyConcurrency cannot be combined", ErrInvalidOption)
+		}
+		c.concurrency = concurrency{mode: concurrencyPartition, n: n}
+		return nil
+	})
+}
+
+// KeyConcurrency lets a Handle stream run by an engine handle up to n
+// records at once, also within a partition: records with the same key are
+// handled one at a time in offset order, records with different keys may
+// run in parallel. It helps a hot partition. Commits follow the same rules
+// as with PartitionConcurrency: never past a partition's lowest unfinished
+// record.
+func KeyConcurrency(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: KeyConcurrency: must be at least 1, got %d", ErrInvalidOption, n)
+		}
+		if c.concurrency.mode == concurrencyPartition {
+			return fmt.Errorf("%w: PartitionConcurrency and KeyConcurrency cannot be combined", ErrInvalidOption)
+		}
+		c.concurrency = concurrency{mode: concurrencyKey, n: n}
+		return nil
+	})
+}
+
+type concurrencyMode int
+
+const (
+	concurrencySerial concurrencyMode = iota
+	concurrencyPartition
+	concurrencyKey
+)
+
+type concurrency struct {
+	mode concurrencyMode
+	n    int
+}
+
+// dispatcher runs a Handle stream's records on lanes: one lane per
+// partition (PartitionConcurrency) or per key hash (KeyConcurrency), each
+// handling its records in order, at most n handlers at once.
+type dispatcher[T any] struct {
+	s          *Stream[T]
+	ss         *session
+	handle     Handler[T]
+	middleware []Middleware[T]
+	handlerCtx context.Context
+	mode       concurrencyMode
+	sem        chan struct{}
+	seed       maphash.Seed
+
+	mu       sync.Mutex
+	idle     *sync.Cond // signaled when inFlight drops to 0
+	lanes    map[laneKey]*lane[T]
+	parts    map[topicPartition]*progress
+	inFlight int
+	failure  error
+	wg       sync.WaitGroup
+}
+
+type laneKey struct {
+	tp   topicPartition
+	hash uint64
+}
+
+type lane[T any] struct {
+	ch chan job[T]
+}
+
+type job[T any] struct {
+	rec  Record[T]
+	derr error // a *DecodeError instead of a record to handle
+	raw  *kgo.Record
+}
+
+// progress tracks a partition's dispatched records in offset order, to
+// find the lowest unfinished one.
+type progress struct {
+	queue []*kgo.Record
+	done  map[*kgo.Record]bool
+}
+
+func (s *Stream[T]) runConcurrent(loopCtx, handlerCtx context.Context, fn *streamFunc[T], handle Handler[T]) (err error) {
+	ss, release, err := s.beginRange(loopCtx)
+	if err != nil {
+		return err
+	}
+	d := &dispatcher[T]{
+		s: s, ss: ss, handle: handle, middleware: fn.middleware, handlerCtx: handlerCtx,
+		mode: s.cfg.concurrency.mode, sem: make(chan struct{}, s.cfg.concurrency.n), seed: maphash.MakeSeed(),
+		lanes: map[laneKey]*lane[T]{}, parts: map[topicPartition]*progress{},
+	}
+	d.idle = sync.NewCond(&d.mu)
+	ss.setDrain(d.drain)
+	defer func() {
+		d.closeLanes()
+		ss.setDrain(nil)
+		if err == nil {
+			err = d.failed()
+		}
+	}()
+	// Released first: a rebalance waiting at the end of the range drains
+	// the lanes through the hook before it runs.
+	defer release()
+	done := loopCtx.Done()
+	for {
+		if err := d.failed(); err != nil {
+			return err
+		}
+		r, fe, st := ss.nextUnmarked(loopCtx, done, d.busy())
+		switch st {
+		case popEnd:
+			return nil
+		case popYield, popTimeout:
+			continue // nextUnmarked drains and lets the rebalance run
+		}
+		if fe != nil {
+			if fe.Fatal {
+				return fe
+			}
+			continue
+		}
+		var rec Record[T]
+		derr := s.decodeInto(&rec, r)
+		if derr != nil {
+			ss.noteDecodeError(r.Topic)
+		}
+		d.dispatch(job[T]{rec: rec, derr: derr, raw: r})
+	}
+}
+
+func (d *dispatcher[T]) dispatch(j job[T]) {
+	tp := topicPartition{j.raw.Topic, j.raw.Partition}
+	key := laneKey{tp: tp}
+	if d.mode == concurrencyKey {
+		key = laneKey{hash: maphash.Bytes(d.seed, j.raw.Key) % uint64(cap(d.sem))}
+	}
+	d.mu.Lock()
+	p := d.parts[tp]
+	if p == nil {
+		p = &progress{done: map[*kgo.Record]bool{}}
+		d.parts[tp] = p
+	}
+	p.queue = append(p.queue, j.raw)
+	d.inFlight++
+	l := d.lanes[key]
+	if l == nil {
+		l = &lane[T]{ch: make(chan job[T], 64)}
+		d.lanes[key] = l
+		d.wg.Add(1)
+		go d.run(l)
+	}
+	d.mu.Unlock()
+	l.ch <- j
+}
+
+// run handles a lane's records in order.
+func (d *dispatcher[T]) run(l *lane[T]) {
+	defer d.wg.Done()
+	for j := range l.ch {
+		if d.failed() != nil {
+			d.finish(j.raw, false)
+			continue
+		}
+		d.sem <- struct{}{}
+		err := d.call(j)
+		<-d.sem
+		if err != nil {
+			d.fail(err)
+		}
+		d.finish(j.raw, err == nil)
+	}
+}
+
+func (d *dispatcher[T]) call(j job[T]) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	if j.derr != nil {
+		failed := func(context.Context, Record[T]) error { return j.derr }
+		return chain(failed, d.middleware)(d.handlerCtx, j.rec)
+	}
+	return d.handle(d.handlerCtx, j.rec)
+}
+
+// finish records the end of a record; ok says it was handled. The
+// partition's mark advances over the finished records at the front of its
+// queue, never past an unfinished or failed one.
+func (d *dispatcher[T]) finish(r *kgo.Record, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.parts[topicPartition{r.Topic, r.Partition}]
+	if ok {
+		p.done[r] = true
+	}
+	var last *kgo.Record
+	for len(p.queue) > 0 && p.done[p.queue[0]] {
+		last = p.queue[0]
+		delete(p.done, last)
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+	}
+	if last != nil {
+		d.ss.markDone(last)
+	}
+	d.inFlight--
+	if d.inFlight == 0 {
+		d.idle.Broadcast()
+	}
+}
+
+func (d *dispatcher[T]) fail(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failure == nil {
+		d.failure = err
+	}
+}
+
+func (d *dispatcher[T]) failed() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failure
+}
+
+func (d *dispatcher[T]) busy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.inFlight > 0
+}
+
+// drain waits until no record is in flight.
+func (d *dispatcher[T]) drain() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.inFlight > 0 {
+		d.idle.Wait()
+	}
+}
+
+// closeLanes lets every lane finish what it holds and waits for it.
+func (d *dispatcher[T]) closeLanes() {
+	d.mu.Lock()
+	for _, l := range d.lanes {
+		close(l.ch)
+	}
+	d.lanes = nil
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+// busyPoll is how long a poll waits while records are in flight, so that a
+// waiting rebalance is noticed soon after they finish.
+const busyPoll = 50 * time.Millisecond
+
+// setDrain installs the hook of a concurrent Handle stream that waits for
+// its records in flight; a rebalance runs only after it returns.
+func (ss *session) setDrain(drain func()) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.drain = drain
+}
+
+// nextUnmarked takes the next record for a dispatcher, which marks records
+// itself as they finish. While records are in flight (busy), polls are
+// short and do not let a rebalance run; a waiting rebalance first drains
+// them.
+func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy bool) (*kgo.Record, *FetchError, popStatus) {
+	ss.mu.Lock()
+	ss.inflight = ss.inflight[:0]
+	var deadline time.Time
+	if busy {
+		deadline = time.Now().Add(busyPoll)
+	}
+	r, fe, st := ss.popLocked(ctx, done, deadline, !busy)
+	if r != nil {
+		ss.last.yielded = r.Offset + 1
+	}
+	ss.mu.Unlock()
+	if st == popYield {
+		ss.rebalancePending.Store(false)
+		ss.yieldToRebalance()
+	}
+	return r, fe, st
+}
+
+// markDone marks r, and so every record before it in its partition,
+// processed.
+func (ss *session) markDone(r *kgo.Record) {
+	ss.mu.Lock()
+	if ss.closing.Load() {
+		ss.mu.Unlock()
+		return
+	}
+	ss.markLocked(r)
+	push := ss.dirty && ss.pushDue.Load()
+	ss.mu.Unlock()
+	if push {
+		ss.pushMarks(ss.cl)
+	}
+}
+
+var errConcurrencyNeedsHandle = errors.New("PartitionConcurrency and KeyConcurrency apply to Handle streams only")
