@@ -11,9 +11,19 @@ import (
 
 // commitTargetLocked is the offset Commit commits for a partition: after
 // every record yielded so far, except that while the stream is closing the
-// record in flight is left out, because its body did not finish.
-func (ss *session) commitTargetLocked(tp topicPartition, ps *partState) int64 {
+// record in flight is left out, because its body did not finish. For a
+// listener (explicit false), a record a range left unfinished (break,
+// return, panic) is left out too: it stays for the partition's next owner.
+func (ss *session) commitTargetLocked(tp topicPartition, ps *partState, explicit bool) int64 {
 	target := ps.yielded
+	if ss.drain != nil {
+		// A dispatcher's records finish out of order: only what is
+		// processed is done.
+		target = ps.processed
+	}
+	if !explicit && ps.hasAbandoned && ps.abandoned < target {
+		target = ps.abandoned
+	}
 	if ss.closing.Load() {
 		for _, r := range ss.inflight {
 			if r.Partition == tp.partition && r.Topic == tp.topic && r.Offset < target {
@@ -25,8 +35,8 @@ func (ss *session) commitTargetLocked(tp topicPartition, ps *partState) int64 {
 }
 
 // commitYielded commits every record yielded so far on the partitions this
-// member owns.
-func (ss *session) commitYielded(ctx context.Context) error {
+// member owns; explicit is false for a listener's commit.
+func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
 	if !ss.group {
 		return ErrNoGroup
 	}
@@ -38,7 +48,7 @@ func (ss *session) commitYielded(ctx context.Context) error {
 		if !ps.owned {
 			continue
 		}
-		target := ss.commitTargetLocked(tp, ps)
+		target := ss.commitTargetLocked(tp, ps, explicit)
 		if target <= ps.committed || target == 0 {
 			continue
 		}
@@ -172,7 +182,7 @@ func (s *Stream[T]) Commit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return ss.commitYielded(ctx)
+	return ss.commitYielded(ctx, true)
 }
 
 // CommitRecords commits, for each partition, up to and including the latest

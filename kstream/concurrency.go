@@ -307,7 +307,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 	}
 	r, fe, st := ss.popLocked(ctx, done, deadline, !busy)
 	if r != nil {
-		ss.last.yielded = r.Offset + 1
+		ss.last.noteYield(r)
 	}
 	ss.mu.Unlock()
 	if st == popYield {

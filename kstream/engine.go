@@ -115,7 +115,7 @@ func NewEngine(opts ...Option) (*Engine, error) {
 		"Topics": len(c.topics) > 0, "TopicPattern": c.pattern != "", "Group": c.group != "",
 		"InitialOffsets": len(c.initial) > 0, "ManualCommit": c.manual,
 		"Listener": len(c.listeners) > 0, "MaxPollRecords": c.maxPoll != 0,
-		"ResetOffset": c.reset != Earliest,
+		"ResetOffset":                            c.reset != Earliest,
 		"PartitionConcurrency or KeyConcurrency": c.concurrency.mode != concurrencySerial,
 	} {
 		if set {

@@ -43,7 +43,9 @@ type AnyStream interface {
 	// Name returns the stream's name.
 	Name() string
 	// Commit commits every record the stream has yielded so far, as
-	// Stream.Commit does.
+	// Stream.Commit does, except a record that a range left unfinished
+	// (break, return, panic) or whose body is still running while the
+	// stream closes: it stays for the partition's next owner.
 	Commit(ctx context.Context) error
 	// Assignment returns the partitions this member owns, by topic.
 	Assignment() map[string][]int32
@@ -59,7 +61,7 @@ type streamHandle struct {
 }
 
 func (h *streamHandle) Name() string                            { return h.name }
-func (h *streamHandle) Commit(ctx context.Context) error        { return h.ss.commitYielded(ctx) }
+func (h *streamHandle) Commit(ctx context.Context) error        { return h.ss.commitYielded(ctx, false) }
 func (h *streamHandle) Assignment() map[string][]int32          { return h.ss.assignment() }
 func (h *streamHandle) dropPartitionMetrics(map[string][]int32) {}
 
@@ -223,7 +225,9 @@ func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 // stream gives way at once; otherwise at the next record boundary.
 func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 	ss.mu.Lock()
-	if ss.ranging && !ss.polling {
+	if ss.ranging {
+		// A poll of the range has returned (that is what blocks): the
+		// range gives way at its next step.
 		ss.rebalancePending.Store(true)
 		ss.mu.Unlock()
 		return
@@ -232,6 +236,7 @@ func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 	drain := ss.drain
 	ss.mu.Unlock()
 	if ss.closing.Load() {
+		cl.AllowRebalance()
 		return
 	}
 	if len(rewind) > 0 {
@@ -260,6 +265,10 @@ func (ss *session) dropBuffered(gone map[string][]int32) {
 }
 
 func (ss *session) disown(gone map[string][]int32) {
+	// A commit in progress finishes before the partitions go, so that a
+	// commit never reaches a partition this member no longer owns.
+	ss.commitMu.Lock()
+	defer ss.commitMu.Unlock()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for t, ps := range gone {

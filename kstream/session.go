@@ -82,6 +82,36 @@ type partState struct {
 
 	committedKnown bool               // the group had a commit, or this member made one
 	processedCtr   prometheus.Counter // nil without metrics
+
+	// firstYielded is the offset of the first record yielded in this
+	// session (valid once yielded > 0). abandoned, when hasAbandoned, is the
+	// lowest record a range left without finishing (break, return, panic):
+	// commits stop below it until a record at or after it is processed.
+	firstYielded int64
+	abandoned    int64
+	hasAbandoned bool
+}
+
+// noteYield records that r is being yielded.
+func (ps *partState) noteYield(r *kgo.Record) {
+	if ps.yielded == 0 {
+		ps.firstYielded = r.Offset
+	}
+	if r.Offset+1 > ps.yielded {
+		ps.yielded = r.Offset + 1
+	}
+}
+
+// lowestUnprocessed returns the offset of the first record yielded but not
+// processed, if any.
+func (ps *partState) lowestUnprocessed() (int64, bool) {
+	if ps.yielded <= ps.processed || ps.yielded == 0 {
+		return 0, false
+	}
+	if ps.processed > ps.firstYielded {
+		return ps.processed, true
+	}
+	return ps.firstYielded, true
 }
 
 func openSession(ctx context.Context, cfg *config, name string, in inherited) (*session, error) {
@@ -223,7 +253,7 @@ func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Rec
 	r, fe, st := ss.popLocked(ctx, done, time.Time{}, true)
 	if r != nil {
 		// popLocked just looked r's partition up, so this hits the cache.
-		ss.last.yielded = r.Offset + 1
+		ss.last.noteYield(r)
 		ss.inflight = append(ss.inflight, r)
 	}
 	ss.mu.Unlock()
@@ -304,6 +334,11 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 		defer cancel()
 	}
 	fs := ss.cl.PollRecords(pctx, ss.cfg.maxPoll)
+	if ss.group && ss.closing.Load() {
+		// Close may have allowed rebalances before this poll returned and
+		// blocked them again; leaving the group waits for that.
+		ss.cl.AllowRebalance()
+	}
 
 	var seeks map[string]map[int32]kgo.EpochOffset
 	ss.mu.Lock()
@@ -383,9 +418,7 @@ func (ss *session) yielding(rs []*kgo.Record) int {
 		if ps == nil || !ps.owned {
 			continue
 		}
-		if r.Offset+1 > ps.yielded {
-			ps.yielded = r.Offset + 1
-		}
+		ps.noteYield(r)
 		rs[n] = r
 		n++
 	}
@@ -421,6 +454,9 @@ func (ss *session) markLocked(r *kgo.Record) {
 		ps.processed = r.Offset + 1
 		ps.epoch = r.LeaderEpoch
 		ss.dirty = true
+	}
+	if ps.hasAbandoned && r.Offset >= ps.abandoned {
+		ps.hasAbandoned = false
 	}
 	if ps.processedCtr != nil {
 		ps.processedCtr.Inc()
@@ -505,6 +541,7 @@ func (ss *session) pushMarks(cl *kgo.Client) {
 // pushed so that the revoke commits them, and franz-go may go on.
 func (ss *session) yieldToRebalance() {
 	if ss.closing.Load() {
+		ss.cl.AllowRebalance() // Close leaves the group; let it
 		return
 	}
 	ss.mu.Lock()
@@ -521,8 +558,11 @@ func (ss *session) yieldToRebalance() {
 	ss.cl.AllowRebalance()
 }
 
-// takeBufferLocked empties the buffer and returns, per partition, the
-// offset of its first unyielded record.
+// takeBufferLocked empties the buffer and returns, per partition, where to
+// rewind: its first unyielded record, or the first yielded record that was
+// not processed if there is one. franz-go treats a rewound offset as the
+// partition's committable position, so the rewind must never pass a record
+// that was not processed.
 func (ss *session) takeBufferLocked() map[string]map[int32]kgo.EpochOffset {
 	var rewind map[string]map[int32]kgo.EpochOffset
 	for _, r := range ss.buf[ss.pos:] {
@@ -534,9 +574,16 @@ func (ss *session) takeBufferLocked() map[string]map[int32]kgo.EpochOffset {
 			m = make(map[int32]kgo.EpochOffset)
 			rewind[r.Topic] = m
 		}
-		if _, ok := m[r.Partition]; !ok {
-			m[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		if _, ok := m[r.Partition]; ok {
+			continue
 		}
+		eo := kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		if ps := ss.parts[topicPartition{r.Topic, r.Partition}]; ps != nil {
+			if low, ok := ps.lowestUnprocessed(); ok && low < eo.Offset {
+				eo = kgo.EpochOffset{Epoch: -1, Offset: low}
+			}
+		}
+		m[r.Partition] = eo
 	}
 	clear(ss.buf)
 	ss.buf = ss.buf[:0]
@@ -556,10 +603,20 @@ func (ss *session) beginRange() {
 func (ss *session) endRange() {
 	ss.mu.Lock()
 	ss.ranging = false
+	for _, r := range ss.inflight {
+		if ps := ss.parts[topicPartition{r.Topic, r.Partition}]; ps != nil && r.Offset+1 > ps.processed {
+			if !ps.hasAbandoned || r.Offset < ps.abandoned {
+				ps.abandoned, ps.hasAbandoned = r.Offset, true
+			}
+		}
+	}
 	ss.inflight = ss.inflight[:0]
 	empty := ss.pos >= len(ss.buf)
 	ss.mu.Unlock()
 	if ss.closing.Load() {
+		if ss.group {
+			ss.cl.AllowRebalance() // Close leaves the group; let it
+		}
 		return
 	}
 	ss.pushMarks(ss.cl)
