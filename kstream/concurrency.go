@@ -111,8 +111,8 @@ type progress struct {
 	done  map[*kgo.Record]bool
 }
 
-func (s *Stream[T]) runConcurrent(loopCtx, handlerCtx context.Context, fn *streamFunc[T], handle Handler[T]) (err error) {
-	ss, release, err := s.beginRange(loopCtx)
+func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T], handle Handler[T]) (err error) {
+	ss, release, err := s.beginRange(handlerCtx)
 	if err != nil {
 		return err
 	}
@@ -133,12 +133,12 @@ func (s *Stream[T]) runConcurrent(loopCtx, handlerCtx context.Context, fn *strea
 	// Released first: a rebalance waiting at the end of the range drains
 	// the lanes through the hook before it runs.
 	defer release()
-	done := loopCtx.Done()
+	done := handlerCtx.Done()
 	for {
 		if err := d.failed(); err != nil {
 			return err
 		}
-		r, fe, st := ss.nextUnmarked(loopCtx, done, d.busy())
+		r, fe, st := ss.nextUnmarked(handlerCtx, done, d.busy())
 		switch st {
 		case popEnd:
 			return nil

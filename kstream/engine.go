@@ -70,6 +70,8 @@ type Engine struct {
 	producer *kgo.Client
 	stopCh   chan struct{} // closed when a crash asks the engine to stop
 	stopErr  error         // the crash that asked, for ErrorPolicyStopApplication
+	stopping chan struct{} // closed when Stop begins
+	stopped  chan struct{} // closed when Stop has finished
 }
 
 type engineState int
@@ -254,6 +256,15 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.mu.Unlock()
 		return ErrEngineRunning
 	}
+	prev := e.state
+	e.state = engineStarting // Send waits for the producer below
+	e.mu.Unlock()
+	fail := func(err error) error {
+		e.mu.Lock()
+		e.state, e.producer = prev, nil
+		e.mu.Unlock()
+		return err
+	}
 	brokers, opts, _ := e.cfg.connection(inherited{})
 	popts := append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
@@ -264,27 +275,23 @@ func (e *Engine) Start(ctx context.Context) error {
 	popts = append(popts, opts...)
 	producer, err := kgo.NewClient(popts...)
 	if err != nil {
-		e.mu.Unlock()
-		return fmt.Errorf("kstream: engine %q: producer: %w", e.name, err)
+		return fail(fmt.Errorf("kstream: engine %q: producer: %w", e.name, err))
 	}
 	if err := producer.Ping(ctx); err != nil {
 		producer.Close()
-		e.mu.Unlock()
-		return fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, err)
+		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, err))
 	}
+	e.mu.Lock()
 	e.producer = producer
-	e.state = engineStarting
 	e.stopCh = make(chan struct{})
+	e.stopping = make(chan struct{})
+	e.stopped = make(chan struct{})
 	e.stopErr = nil
 	e.mu.Unlock()
 
 	if err := e.runHooks(ctx, hookOnStartup, true); err != nil {
-		e.mu.Lock()
-		e.state = engineStopped
-		e.producer = nil
-		e.mu.Unlock()
 		producer.Close()
-		return err
+		return fail(err)
 	}
 
 	e.mu.Lock()
@@ -305,14 +312,29 @@ func (e *Engine) Start(ctx context.Context) error {
 // returns nil.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
-	if e.state != engineRunning {
+	switch e.state {
+	case engineRunning:
+	case engineStopping:
+		// Another Stop is at work: wait for it.
+		stopped := e.stopped
+		e.mu.Unlock()
+		select {
+		case <-stopped:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("kstream: engine %q: waiting for a stop in progress: %w", e.name, ctx.Err())
+		}
+	default:
 		e.mu.Unlock()
 		return nil
 	}
 	e.state = engineStopping
 	runners := slices.Clone(e.runners)
 	producer := e.producer
+	stopped := e.stopped
+	close(e.stopping)
 	e.mu.Unlock()
+	defer close(stopped)
 
 	ctx, cancel := withDefaultDeadline(ctx)
 	defer cancel()
@@ -359,15 +381,20 @@ func (e *Engine) Stop(ctx context.Context) error {
 // ErrorPolicyStopApplication crash it returns an error wrapping the stream's.
 // Errors of Start and of the graceful stop are returned too.
 func (e *Engine) Run(ctx context.Context) error {
-	if err := e.Start(ctx); err != nil {
-		return err
-	}
+	startErr := e.Start(ctx)
 	e.mu.Lock()
-	stopCh := e.stopCh
+	running := e.state == engineRunning
+	stopCh, stopping := e.stopCh, e.stopping
 	e.mu.Unlock()
-	select {
-	case <-ctx.Done():
-	case <-stopCh:
+	if startErr != nil && !running {
+		return startErr
+	}
+	if startErr == nil {
+		select {
+		case <-ctx.Done():
+		case <-stopCh:
+		case <-stopping: // someone called Stop
+		}
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
 	defer cancel()
@@ -375,7 +402,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	crash := e.stopErr
 	e.mu.Unlock()
-	return errors.Join(crash, err)
+	return errors.Join(startErr, crash, err)
 }
 
 // requestStop stops every stream and wakes Run, after a crash whose policy
@@ -390,11 +417,15 @@ func (e *Engine) requestStop(cause error) {
 	}
 	e.stopErr = cause
 	close(e.stopCh)
-	for _, r := range e.runners {
-		if r.stopLoop != nil {
-			r.stopLoop()
+	// Stop the whole engine, also when it was started with Start rather
+	// than Run (Run waits for this stop instead of making its own).
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
+		defer cancel()
+		if err := e.Stop(ctx); err != nil {
+			e.log.Error("stopping the engine after a crash", "err", err)
 		}
-	}
+	}()
 }
 
 func withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -13,9 +13,9 @@ import (
 // nil marks the record processed; returning an error leaves it unprocessed
 // and is a crash of the stream, handled by its ErrorPolicy.
 //
-// ctx is canceled when the engine stops the stream and the stop deadline has
-// passed, or when the stream is removed; during a graceful stop it stays
-// live so that the record in hand can finish.
+// ctx is canceled when the deadline of a graceful stop (Stop, Remove or
+// Run's) has passed; until then it stays live, so that the record in hand
+// can finish.
 type Handler[T any] func(ctx context.Context, rec Record[T]) error
 
 // BatchHandler handles a batch of records (HandleBatches), the Go form of
@@ -68,10 +68,12 @@ func (s *Stream[T]) HandleBatches(max int, wait time.Duration, h BatchHandler[T]
 
 // Func sets a function an engine runs once with the stream itself, as
 // kstreams runs a stream's coroutine, and returns s. The function ranges over
-// s.Records(ctx) (or Batches) itself; ctx is canceled when the engine stops
-// the stream, which ends the range quietly at the next record boundary.
-// Returning an error, or panicking, is a crash; returning nil stops the
-// stream. Setting a function replaces any set before.
+// s.Records(ctx) (or Batches) itself. When the engine stops the stream, the
+// stream stops fetching and the range ends quietly at the next record
+// boundary, so the record in hand finishes; ctx stays live until the stop's
+// deadline, as a Handler's does. Returning an error, or panicking, is a
+// crash; returning nil stops the stream. Setting a function replaces any set
+// before.
 func (s *Stream[T]) Func(fn func(ctx context.Context, s *Stream[T]) error) *Stream[T] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,11 +156,17 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		}
 		return err
 	}
+	ss, err := s.session()
+	if err != nil {
+		return nil // closed under us already
+	}
 	defer func() {
-		if cerr := s.Close(); cerr != nil {
+		if cerr := s.closeSession(ss); cerr != nil {
 			s.logger().Error("closing stream", "stream", s.name, "err", cerr)
 		}
 	}()
+	// A graceful stop stops fetching; the function's ctx stays live.
+	defer context.AfterFunc(loopCtx, ss.stopFetching)()
 	defer func() {
 		if p := recover(); p != nil {
 			err = &PanicError{Value: p, Stack: debug.Stack()}
@@ -166,9 +174,9 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 	}()
 	switch {
 	case fn.whole != nil:
-		return fn.whole(loopCtx, s)
+		return fn.whole(handlerCtx, s)
 	case fn.batch != nil:
-		for batch, err := range s.Batches(loopCtx, fn.batchMax, fn.batchWait) {
+		for batch, err := range s.Batches(handlerCtx, fn.batchMax, fn.batchWait) {
 			if err != nil {
 				if isNonFatalFetch(err) {
 					continue
@@ -192,9 +200,9 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 			}
 		}
 		if s.cfg.concurrency.mode != concurrencySerial {
-			return s.runConcurrent(loopCtx, handlerCtx, fn, handle)
+			return s.runConcurrent(handlerCtx, fn, handle)
 		}
-		for rec, err := range s.Records(loopCtx) {
+		for rec, err := range s.Records(handlerCtx) {
 			if err != nil {
 				var de *DecodeError
 				switch {

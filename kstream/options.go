@@ -51,6 +51,11 @@ func (r OffsetReset) String() string {
 // unless MaxPollRecords says otherwise; it is Kafka's max.poll.records default.
 const DefaultMaxPollRecords = 500
 
+// DefaultFetchMaxWait is how long a fetch waits for records to fill it,
+// overriding franz-go's 5s default (ClientOptions(kgo.FetchMaxWait(d))
+// overrides it again).
+const DefaultFetchMaxWait = 500 * time.Millisecond
+
 // DefaultCloseTimeout bounds the final commit Close makes.
 const DefaultCloseTimeout = 30 * time.Second
 

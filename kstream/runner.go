@@ -82,6 +82,15 @@ func (r *runner) setState(st StreamState, err error) {
 
 // startRunner starts r's goroutine. e.mu is held.
 func (e *Engine) startRunner(r *runner) {
+	if r.done != nil {
+		select {
+		case <-r.done:
+		default:
+			// A handler that ignored the last stop's deadline still runs.
+			e.log.Error("stream not started: its handler from the last run has not returned", "stream", r.name)
+			return
+		}
+	}
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	handlerCtx, stopHandler := context.WithCancel(context.Background())
 	r.stopLoop, r.stopHandler = stopLoop, stopHandler
@@ -167,21 +176,21 @@ func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 			live = append(live, r)
 		}
 	}
-	var errs []error
-	for _, r := range live {
-		select {
-		case <-r.done:
-			continue
-		case <-ctx.Done():
-		}
+	// Wait for all, until the deadline.
+	stuck := waitRunners(ctx.Done(), live)
+	if len(stuck) == 0 {
+		return nil
+	}
+	// At the deadline, cancel every remaining handler's ctx at once and
+	// give them a second together.
+	for _, r := range stuck {
 		r.stopHandler()
-		grace := time.NewTimer(time.Second)
-		select {
-		case <-r.done:
-			grace.Stop()
-			continue
-		case <-grace.C:
-		}
+	}
+	grace := time.NewTimer(time.Second)
+	defer grace.Stop()
+	stuck = waitRunners(grace.C, stuck)
+	var errs []error
+	for _, r := range stuck {
 		// The handler ignores its context: close the stream under it.
 		// Its record in hand is not committed.
 		if err := r.s.forceClose(); err != nil {
@@ -190,4 +199,27 @@ func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 		errs = append(errs, fmt.Errorf("kstream: stream %q did not stop before the deadline; it was closed with its record in hand uncommitted", r.name))
 	}
 	return errors.Join(errs...)
+}
+
+// waitRunners waits for rs to finish until stop fires, and returns those
+// that did not.
+func waitRunners[C any](stop <-chan C, rs []*runner) []*runner {
+	var left []*runner
+	fired := false
+	for _, r := range rs {
+		if !fired {
+			select {
+			case <-r.done:
+				continue
+			case <-stop:
+				fired = true // a timer's channel fires once: do not wait on it again
+			}
+		}
+		select {
+		case <-r.done:
+		default:
+			left = append(left, r)
+		}
+	}
+	return left
 }

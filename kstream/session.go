@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -43,6 +44,12 @@ type session struct {
 
 	closing          atomic.Bool
 	rebalancePending atomic.Bool
+	fetchCtx         context.Context // canceled by stopFetching
+	stopFetching     context.CancelFunc
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	closeErr  error
 	pushDue          atomic.Bool // set by pushTimer: marks waited markPushInterval
 	pushTimer        *time.Timer
 
@@ -125,7 +132,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 		parts:   make(map[topicPartition]*partState),
 		scratch: make(map[string]map[int32]kgo.EpochOffset),
 		m:       cfg.metricsOf(in),
+		closed:  make(chan struct{}),
 	}
+	ss.fetchCtx, ss.stopFetching = context.WithCancel(context.Background())
 	if ss.group {
 		ss.log = ss.log.With("group", cfg.group)
 	}
@@ -146,6 +155,10 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(newKgoLogger(ss.log)),
 		kgo.ConsumeResetOffset(reset),
+		// Kafka's Java client and aiokafka wait 500ms for a fetch to fill;
+		// franz-go's 5s default delays partitions assigned while a fetch
+		// is in flight.
+		kgo.FetchMaxWait(DefaultFetchMaxWait),
 	}
 	opts = append(opts, ss.m.clientOpts(name)...)
 	// The user's options come first so that the stream's own subscription
@@ -186,8 +199,12 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 	}
 	if err := cl.Ping(ctx); err != nil {
 		ss.pushTimer.Stop()
+		ss.stopFetching()
 		cl.Close()
 		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
+	}
+	if !ss.group && len(ss.initialLeft) > 0 {
+		ss.dropUnknownInitialPartitions(ctx)
 	}
 	if ss.m != nil {
 		ss.m.partitions.add(ss)
@@ -276,6 +293,8 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		select {
 		case <-done:
 			return nil, nil, popEnd
+		case <-ss.fetchCtx.Done():
+			return nil, nil, popEnd
 		default:
 		}
 		if ss.rebalancePending.Load() {
@@ -327,12 +346,15 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	if ss.group && allow {
 		ss.cl.AllowRebalance()
 	}
-	pctx := ctx
-	if !deadline.IsZero() {
-		var cancel context.CancelFunc
+	var pctx context.Context
+	var cancel context.CancelFunc
+	if deadline.IsZero() {
+		pctx, cancel = context.WithCancel(ctx)
+	} else {
 		pctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
 	}
+	defer cancel()
+	defer context.AfterFunc(ss.fetchCtx, cancel)()
 	fs := ss.cl.PollRecords(pctx, ss.cfg.maxPoll)
 	if ss.group && ss.closing.Load() {
 		// Close may have allowed rebalances before this poll returned and
@@ -344,7 +366,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	ss.mu.Lock()
 	status := popRecord
 	fs.EachError(func(topic string, partition int32, err error) {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || ss.fetchCtx.Err() != nil {
 			status = popEnd
 			return
 		}
@@ -633,8 +655,25 @@ func (ss *session) endRange() {
 // close commits what was processed (default mode), leaves the group and
 // closes the client. Records polled but not processed, and the record in
 // flight, are not committed.
+// close closes the session once; a concurrent or later call waits for the
+// first to finish and returns nil.
 func (ss *session) close(timeout time.Duration) error {
+	did := false
+	ss.closeOnce.Do(func() {
+		did = true
+		ss.closeErr = ss.doClose(timeout)
+		close(ss.closed)
+	})
+	<-ss.closed
+	if did {
+		return ss.closeErr
+	}
+	return nil
+}
+
+func (ss *session) doClose(timeout time.Duration) error {
 	ss.closing.Store(true)
+	ss.stopFetching()
 	defer ss.pushTimer.Stop()
 	var err error
 	if ss.group && !ss.manual {
@@ -651,6 +690,35 @@ func (ss *session) close(timeout time.Duration) error {
 	}
 	ss.log.Debug("stream closed")
 	return err
+}
+
+// dropUnknownInitialPartitions warns about, and forgets, initial offsets of
+// partitions the topics do not have, for a stream without a group (which
+// otherwise would wait for them forever, silently).
+func (ss *session) dropUnknownInitialPartitions(ctx context.Context) {
+	var topics []string
+	for tp := range ss.initialLeft {
+		if !slices.Contains(topics, tp.topic) {
+			topics = append(topics, tp.topic)
+		}
+	}
+	md, err := kadm.NewClient(ss.cl).Metadata(ctx, topics...)
+	if err != nil {
+		ss.log.Warn("cannot check the partitions of initial offsets", "err", err)
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for tp, off := range ss.initialLeft {
+		td, ok := md.Topics[tp.topic]
+		if ok && td.Err == nil {
+			if _, ok := td.Partitions[tp.partition]; ok {
+				continue
+			}
+		}
+		ss.log.Warn("initial offset ignored: topic has no such partition", "topic", tp.topic, "partition", tp.partition, "offset", off)
+		delete(ss.initialLeft, tp)
+	}
 }
 
 // unpopLocked puts records taken by popLocked but not yielded back at the

@@ -37,6 +37,7 @@ type Stream[T any] struct {
 
 	mu        sync.Mutex
 	sess      *session
+	closingSS *session // a session Close is closing, for a concurrent Close to wait on
 	state     streamState
 	ranging   bool
 	inherited inherited // from the engine the stream was added to
@@ -142,12 +143,34 @@ func (s *Stream[T]) openLocked(ctx context.Context) error {
 func (s *Stream[T]) Close() error {
 	s.mu.Lock()
 	ss := s.sess
-	s.sess, s.state = nil, stateClosed
+	if ss == nil {
+		ss = s.closingSS // wait for a Close in progress
+	}
+	s.sess, s.state, s.closingSS = nil, stateClosed, ss
 	s.mu.Unlock()
 	if ss == nil {
 		return nil
 	}
-	return ss.close(DefaultCloseTimeout)
+	err := ss.close(DefaultCloseTimeout)
+	s.mu.Lock()
+	if s.closingSS == ss {
+		s.closingSS = nil
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// closeSession closes ss if it is still the stream's session: a session
+// closed under its user (an engine's force close) may have been followed by
+// a new one, which is not this caller's to close.
+func (s *Stream[T]) closeSession(ss *session) error {
+	s.mu.Lock()
+	if s.sess != ss {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.Close()
 }
 
 // Use opens the stream, calls fn with the stream's records, and closes the
