@@ -50,8 +50,8 @@ type session struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	closeErr  error
-	pushDue          atomic.Bool // set by pushTimer: marks waited markPushInterval
-	pushTimer        *time.Timer
+	pushDue   atomic.Bool // set by pushTimer: marks waited markPushInterval
+	pushTimer *time.Timer
 
 	commitMu sync.Mutex // serializes commits so that they stay monotonic
 	pushMu   sync.Mutex // serializes pushes of marks; guards scratch
