@@ -3,7 +3,7 @@
 GO ?= go
 PKGS := ./... ./examples/... ./integration/...
 
-.PHONY: test run bench lint vet fmt-check
+.PHONY: test run bench lint vet fmt-check bench-compare bench-compare-quick
 
 test: lint
 	$(GO) test -race -count=1 -timeout 5m $(PKGS)
@@ -24,3 +24,11 @@ run:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=1x ./kstream
+
+# kstream vs raw franz-go, kafka-go and sarama (docs/performance.md); a few minutes.
+bench-compare:
+	$(GO) run ./integration/cmd/benchcompare $(BENCHCOMPARE_FLAGS)
+
+# Smoke run of the same harness, under a minute.
+bench-compare-quick:
+	$(GO) run ./integration/cmd/benchcompare -quick

@@ -5,4 +5,8 @@
 //
 // It is a module of its own, joined to the SDK by the go.work at the root of
 // the repository, so that its dependencies never enter the SDK's go.mod.
+//
+// cmd/benchcompare compares kstream with raw franz-go, segmentio/kafka-go and
+// IBM/sarama (consume and produce; see docs/performance.md), and
+// cmd/kfakeserver runs the in-process cluster as a process of its own.
 package integration

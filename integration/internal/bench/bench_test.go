@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the harness's children: the
+// harness starts its own executable again for the broker and for each
+// client run.
+func TestMain(m *testing.M) {
+	MaybeChild()
+	os.Exit(m.Run())
+}
+
+// TestEveryClientGetsEveryRecord runs the whole harness once, small: every
+// consumer must consume exactly the topic's records, each once (the child
+// checks offsets per partition), and every producer must have exactly its
+// records acknowledged and in its topic (the parent checks end offsets).
+func TestEveryClientGetsEveryRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker and a child process per client run")
+	}
+	const records, syncRecords = 600, 40
+	var log strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		Records:     records,
+		SyncRecords: syncRecords,
+		Sizes:       []int{64},
+		Partitions:  3,
+		Rounds:      1,
+		Batch:       100,
+		Timeout:     time.Minute,
+		Log:         &log,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	if len(rep.Tables) != len(Scenarios) {
+		t.Fatalf("%d tables, want %d", len(rep.Tables), len(Scenarios))
+	}
+	for _, tab := range rep.Tables {
+		want := records
+		if tab.Scenario == scenarioProduceSync {
+			want = syncRecords
+		}
+		if len(tab.Rows) != len(clientIDs(tab.Scenario)) {
+			t.Errorf("%s: %d clients ran, want %d", tab.Scenario, len(tab.Rows), len(clientIDs(tab.Scenario)))
+		}
+		for _, r := range tab.Rows {
+			if r.Failed > 0 || r.Runs != 1 {
+				t.Errorf("%s %s: %d of %d runs failed: %v", tab.Scenario, r.ID, r.Failed, r.Runs, r.Errors)
+				continue
+			}
+			for _, n := range r.Consumed {
+				if n != int64(want) {
+					t.Errorf("%s %s: %d records, want %d", tab.Scenario, r.ID, n, want)
+				}
+			}
+			if r.RecPerSec <= 0 || r.AllocsPerRec <= 0 || r.RSSMiB <= 0 {
+				t.Errorf("%s %s: missing measurements: %+v", tab.Scenario, r.ID, r)
+			}
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("harness log:\n%s", log.String())
+	}
+	var md strings.Builder
+	rep.WriteMarkdown(&md)
+	if !strings.Contains(md.String(), "| kstream Records |") {
+		t.Errorf("report lacks the kstream Records row:\n%s", md.String())
+	}
+}
+
+func TestSelection(t *testing.T) {
+	for _, tc := range []struct {
+		only []string
+		sc   string
+		want string
+	}{
+		{nil, scenarioConsume, "franz-go,franz-go-last,kstream-records,kstream-handle,kafka-go,sarama"},
+		{[]string{"consume"}, scenarioProduceSync, ""},
+		{[]string{"sarama"}, scenarioConsume, "franz-go,sarama"},
+		{[]string{"consume", "sarama"}, scenarioProduceBatch, ""},
+		{[]string{"consume", "sarama"}, scenarioConsume, "franz-go,sarama"},
+		{[]string{"produce-async/kafka-go"}, scenarioProduceAsync, "franz-go,kafka-go"},
+		{[]string{"produce-async/kafka-go"}, scenarioConsume, ""},
+		{[]string{"kstream-producer"}, scenarioProduceAsync, ""},
+	} {
+		sel, err := newSelection(tc.only)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(sel.pick(tc.sc), ","); got != tc.want {
+			t.Errorf("-only %v, %s: got %q, want %q", tc.only, tc.sc, got, tc.want)
+		}
+	}
+	if _, err := newSelection([]string{"nope"}); err == nil {
+		t.Error("-only nope: no error")
+	}
+}

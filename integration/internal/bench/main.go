@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Main is the benchcompare program: it parses the flags, runs the harness
+// and prints the report on standard output (progress goes to standard
+// error). It exits non-zero if a run failed, never because a target was not
+// met: the numbers are for people to read.
+func Main() {
+	MaybeChild()
+
+	fs := flag.NewFlagSet("benchcompare", flag.ExitOnError)
+	records := fs.Int("records", 500_000, "records per consume, produce-batch and produce-async run")
+	syncRecords := fs.Int("sync-records", 20_000, "records per produce-sync run (one round trip each, so fewer)")
+	sizes := fs.String("size", "100", "value size in bytes; a comma-separated list runs each size in turn")
+	partitions := fs.Int("partitions", 6, "partitions of every topic")
+	rounds := fs.Int("rounds", 5, "measured rounds; each round runs every client once, in rotated order")
+	batch := fs.Int("batch", 1000, "records per call in produce-batch and produce-async")
+	only := fs.String("only", "", "comma-separated scenarios ("+strings.Join(Scenarios, ", ")+"), clients (franz-go, franz-go-last, kstream-records, kstream-handle, kstream-send, kstream-producer, kafka-go, sarama) or scenario/client; franz-go, the baseline, is always run")
+	quick := fs.Bool("quick", false, "CI smoke run: 20000 records, 2000 sync records, 3 rounds (unless set explicitly)")
+	brokers := fs.String("brokers", "", "comma-separated brokers of an existing cluster (also KAFKA_BROKERS); default: start a kfake broker in a child process")
+	numBrokers := fs.Int("num-brokers", 1, "brokers of the kfake cluster the harness starts")
+	timeout := fs.Duration("timeout", 3*time.Minute, "limit of one client run")
+	warmup := fs.Bool("warmup", true, "run the franz-go baseline once, unmeasured, before each scenario")
+	idempotent := fs.Bool("idempotent", true, "franz-go and kstream producers write idempotently (franz-go's default; kafka-go cannot, sarama does not by default)")
+	_ = fs.Parse(os.Args[1:])
+
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *quick {
+		if !set["records"] {
+			*records = 20_000
+		}
+		if !set["sync-records"] {
+			*syncRecords = 2_000
+		}
+		if !set["rounds"] {
+			*rounds = 3
+		}
+	}
+	cfg := Config{
+		Records:     *records,
+		SyncRecords: *syncRecords,
+		Partitions:  *partitions,
+		Rounds:      *rounds,
+		Batch:       *batch,
+		NumBrokers:  *numBrokers,
+		Timeout:     *timeout,
+		Warmup:      *warmup,
+
+		NotIdempotent: !*idempotent,
+		Log:           os.Stderr,
+	}
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "benchcompare: bad -size %q\n", s)
+			os.Exit(2)
+		}
+		cfg.Sizes = append(cfg.Sizes, n)
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
+	}
+	if *brokers != "" {
+		cfg.Brokers = strings.Split(*brokers, ",")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	rep, err := Run(ctx, cfg)
+	if rep != nil {
+		fmt.Printf("Command: benchcompare %s\n\n", strings.Join(os.Args[1:], " "))
+		rep.WriteMarkdown(os.Stdout)
+		fmt.Printf("Total time: %v.\n", time.Since(start).Round(time.Second))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchcompare:", err)
+		os.Exit(1)
+	}
+	for _, t := range rep.Tables {
+		for _, r := range t.Rows {
+			if r.Failed > 0 {
+				os.Exit(1)
+			}
+		}
+	}
+}

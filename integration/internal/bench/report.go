@@ -1,0 +1,229 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// Machine describes where the harness ran.
+func Machine() string {
+	var b strings.Builder
+	model := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	mem := "?"
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+				var kb int64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+				break
+			}
+		}
+		f.Close()
+	}
+	kernel := "?"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	fmt.Fprintf(&b, "%d CPUs (%s), %s RAM, Linux %s, %s %s/%s, GOMAXPROCS %d",
+		runtime.NumCPU(), model, mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
+	return b.String()
+}
+
+// Versions lists the client libraries built into this binary.
+func Versions() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	var out []string
+	for _, d := range bi.Deps {
+		switch d.Path {
+		case "github.com/twmb/franz-go", "github.com/twmb/franz-go/pkg/kfake",
+			"github.com/segmentio/kafka-go", "github.com/IBM/sarama":
+			v := d.Version
+			if d.Replace != nil {
+				v = d.Replace.Version
+			}
+			out = append(out, d.Path+" "+v)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+var scenarioTitle = map[string]string{
+	scenarioConsume:      "Consume",
+	scenarioProduceSync:  "Produce, one record per call, waiting for its ack",
+	scenarioProduceBatch: "Produce in batches, waiting for each batch's acks",
+	scenarioProduceAsync: "Produce pipelined, waiting once at the end",
+}
+
+// WriteMarkdown writes the report's tables and the verdicts on the targets.
+func (r *Report) WriteMarkdown(w io.Writer) {
+	where := "a kfake broker in a child process of the harness"
+	if r.External {
+		where = "the cluster at " + strings.Join(r.Brokers, ",")
+	}
+	idem := "franz-go and kstream producers write idempotently (franz-go's default)"
+	if r.Config.NotIdempotent {
+		idem = "franz-go and kstream producers write without idempotence (-idempotent=false)"
+	}
+	fmt.Fprintf(w, "Machine: %s.\n\nLibraries: %s.\n\nCluster: %s. Every client run is a child process of its own. %s.\n\n",
+		Machine(), Versions(), where, idem)
+	explained := map[string]bool{}
+	for _, t := range r.Tables {
+		t.writeMarkdown(w, !explained[t.Scenario])
+		explained[t.Scenario] = true
+	}
+	if v := r.Verdicts(); len(v) > 0 {
+		fmt.Fprintf(w, "### Targets\n\n")
+		for _, l := range v {
+			fmt.Fprintf(w, "- %s\n", l)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func (t Table) writeMarkdown(w io.Writer, legend bool) {
+	fmt.Fprintf(w, "### %s (%s): %d records of %d B, %d partitions", scenarioTitle[t.Scenario], t.Scenario, t.Records, t.Size, t.Partitions)
+	if t.Scenario == scenarioProduceBatch || t.Scenario == scenarioProduceAsync {
+		fmt.Fprintf(w, ", batches of %d", t.Batch)
+	}
+	fmt.Fprintf(w, ", median of %d rounds\n\n", t.Rounds)
+	consume := t.Scenario == scenarioConsume
+	fmt.Fprintf(w, "| client | records/s | MB/s | × franz-go (min–max) |")
+	if consume {
+		fmt.Fprintf(w, " steady records/s | steady × franz-go |")
+	}
+	fmt.Fprintf(w, " CPU s / 1M rec | broker CPU s / 1M rec | allocs / rec | B alloc / rec | peak RSS MiB | runs ok |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|")
+	if consume {
+		fmt.Fprintf(w, "---:|---:|")
+	}
+	fmt.Fprintf(w, "---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range t.Rows {
+		name := r.Name
+		if r.ID == t.Baseline {
+			name += " (baseline)"
+		}
+		ok := r.Runs - r.Failed
+		if ok == 0 {
+			fmt.Fprintf(w, "| %s | failed |  |  |", name)
+			if consume {
+				fmt.Fprintf(w, "  |  |")
+			}
+			fmt.Fprintf(w, "  |  |  |  |  | 0/%d |\n", r.Runs)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f (%.2f–%.2f) |", name, r.RecPerSec, r.MBPerSec, r.Ratio, r.RatioMin, r.RatioMax)
+		if consume {
+			fmt.Fprintf(w, " %.0f | %.2f |", r.SteadyRecPerSec, r.SteadyRatio)
+		}
+		bcpu := "–"
+		if r.BrokerCPUPerM >= 0 {
+			bcpu = fmt.Sprintf("%.2f", r.BrokerCPUPerM)
+		}
+		fmt.Fprintf(w, " %.2f | %s | %.2f | %.0f | %.1f | %d/%d |\n", r.CPUPerM, bcpu, r.AllocsPerRec, r.AllocBytesRec, r.RSSMiB, ok, r.Runs)
+	}
+	fmt.Fprintln(w)
+	if legend {
+		for _, r := range t.Rows {
+			fmt.Fprintf(w, "- %s: %s.\n", r.Name, r.How)
+		}
+		fmt.Fprintln(w)
+	}
+	var errs []string
+	for _, r := range t.Rows {
+		for _, e := range r.Errors {
+			errs = append(errs, fmt.Sprintf("%s: %s", r.Name, e))
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(w, "Failed runs:\n\n")
+		for _, e := range errs {
+			fmt.Fprintf(w, "- %s\n", e)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// Verdicts checks the targets: kstream Records at least 0.9× raw franz-go
+// on consume, and every kstream client faster than kafka-go and sarama in
+// its scenario (by median records/s).
+func (r *Report) Verdicts() []string {
+	var out []string
+	for _, t := range r.Tables {
+		rows := map[string]Row{}
+		for _, row := range t.Rows {
+			if row.Runs > row.Failed {
+				rows[row.ID] = row
+			}
+		}
+		at := fmt.Sprintf("%s, %d B", t.Scenario, t.Size)
+		if b, ok := rows[t.Baseline]; ok && t.Scenario == scenarioConsume {
+			var walls []float64
+			for _, w := range b.WallNS {
+				if w > 0 {
+					walls = append(walls, float64(w))
+				}
+			}
+			if m := median(walls); m < float64(100*time.Millisecond) {
+				out = append(out, fmt.Sprintf("%s: a consume run took %.0f ms, mostly connecting and joining the group: too short to judge the targets; use more -records",
+					at, m/float64(time.Millisecond)))
+			}
+		}
+		if t.Scenario == scenarioConsume {
+			if k, ok := rows["kstream-records"]; ok {
+				verdict := "MET"
+				if k.Ratio < 0.9 {
+					verdict = "NOT MET"
+				}
+				out = append(out, fmt.Sprintf("%s: kstream Records / franz-go = %.2f (steady %.2f), target ≥ 0.90: %s", at, k.Ratio, k.SteadyRatio, verdict))
+				if l, ok := rows["franz-go-last"]; ok {
+					out = append(out, fmt.Sprintf("%s: kstream Records / franz-go marking only the last record of each partition = %.2f (steady %.2f)",
+						at, median(roundRatios(l.WallNS, k.WallNS)), median(roundRatios(l.SteadyNS, k.SteadyNS))))
+				}
+			}
+		}
+		for _, kid := range []string{"kstream-records", "kstream-handle", "kstream-send", "kstream-producer"} {
+			k, ok := rows[kid]
+			if !ok {
+				continue
+			}
+			for _, pid := range []string{"kafka-go", "sarama"} {
+				p, ok := rows[pid]
+				if !ok {
+					continue
+				}
+				verdict := "faster"
+				if k.RecPerSec <= p.RecPerSec {
+					verdict = "NOT faster"
+				}
+				out = append(out, fmt.Sprintf("%s: %s %.0f rec/s vs %s %.0f rec/s (%.2f×): %s", at, k.Name, k.RecPerSec, p.Name, p.RecPerSec, k.RecPerSec/p.RecPerSec, verdict))
+			}
+		}
+		for _, row := range t.Rows {
+			if row.Runs == row.Failed {
+				out = append(out, fmt.Sprintf("%s: %s failed every run: %s", at, row.Name, strings.Join(row.Errors, "; ")))
+			}
+		}
+	}
+	return out
+}
