@@ -98,9 +98,10 @@ const (
 )
 
 // NewEngine returns an engine. It takes the options that apply to all of
-// its streams: Brokers, ClientOptions and Logger (inherited by each stream
-// that does not set its own), OnError (the default policy of its streams)
-// and Name (the engine's title, used in logs). A stream-only option
+// its streams: Brokers, Logger, OnError and Metrics (each inherited by a
+// stream that does not set its own), ClientOptions (applied to every stream
+// and to the producer, before a stream's own ClientOptions, which override
+// them) and Name (the engine's title, used in logs). A stream-only option
 // (Topics, Group, ...) is an error.
 func NewEngine(opts ...Option) (*Engine, error) {
 	e := &Engine{}
@@ -199,7 +200,8 @@ type Runnable interface {
 // HandleBatches or Func) and a name no other stream of the engine has; it
 // must not be open, and must not belong to another engine. A stream added
 // to a running engine starts at once. The stream inherits the engine's
-// Brokers, ClientOptions, Logger and OnError unless it set its own.
+// Brokers, Logger, OnError and Metrics unless it set its own, and the
+// engine's ClientOptions come before its own.
 func (e *Engine) Add(s Runnable) error {
 	if s == nil {
 		return fmt.Errorf("kstream: Add: nil stream")

@@ -1,7 +1,3 @@
-// Package kstreamtest runs Kafka for tests and example programs: an
-// in-process cluster (franz-go's kfake, a real Kafka protocol server on
-// 127.0.0.1), or the cluster named by KAFKA_BROKERS when that is set, so the
-// same test runs against both.
 package kstreamtest
 
 import (
@@ -116,6 +112,9 @@ func Start(opts ...Option) (*Cluster, error) {
 		kgo.SeedBrokers(c.brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
+		// Retrying after a "not leader" error waits for a metadata
+		// refresh, by default at most one per 5s.
+		kgo.MetadataMinAge(testMetadataMinAge),
 	)
 	if err != nil {
 		c.Close()
@@ -140,6 +139,48 @@ func (c *Cluster) Brokers() []string { return append([]string(nil), c.brokers...
 // Fake returns the in-process cluster, for its control and fault hooks, or
 // nil when the cluster is the one named by KAFKA_BROKERS.
 func (c *Cluster) Fake() *kfake.Cluster { return c.fake }
+
+// InProcess reports whether the cluster is the in-process one. The fault
+// levers (FailRequests, StallBroker and the like) need it; a test that uses
+// them can skip itself on a real cluster with
+//
+//	if !c.InProcess() { t.Skip("needs fault injection") }
+func (c *Cluster) InProcess() bool { return c.fake != nil }
+
+// SessionTimeout is the group session timeout that the members and streams
+// the kit builds use: 1s on the in-process cluster (which allows sessions
+// down to 100ms), and 6s, Kafka's default group.min.session.timeout.ms, on a
+// real one. A crashed member's partitions move after about this long.
+func (c *Cluster) SessionTimeout() time.Duration {
+	if c.fake != nil {
+		return time.Second
+	}
+	return 6 * time.Second
+}
+
+// GroupTimings returns the franz-go options that the kit's streams, engines
+// and members use, so that rebalances and crashes play out in about a second
+// instead of Kafka's 45: a session timeout of SessionTimeout(), heartbeats
+// every 100ms, a 5s rebalance timeout, commits of processed records every
+// 500ms, fetches that wait at most 250ms, and metadata refreshes allowed
+// every 100ms (franz-go waits for one before retrying after a "not leader"
+// error). Programs and examples that build their own streams pass them with
+// kstream.ClientOptions(c.GroupTimings()...).
+func (c *Cluster) GroupTimings() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SessionTimeout(c.SessionTimeout()),
+		kgo.HeartbeatInterval(100 * time.Millisecond),
+		kgo.RebalanceTimeout(testRebalanceTimeout),
+		kgo.AutoCommitInterval(500 * time.Millisecond),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.MetadataMinAge(testMetadataMinAge),
+	}
+}
+
+// testRebalanceTimeout bounds how long a rebalance waits for a member that
+// does not rejoin (one that crashed in the middle of a rebalance), and so how
+// long a loop body may hold a rebalance in a test.
+const testRebalanceTimeout = 5 * time.Second
 
 // Client returns the cluster's own franz-go client, whose partitioner honours
 // Record.Partition. It is closed by Close.
@@ -200,3 +241,7 @@ func (c *Cluster) waitTopic(ctx context.Context, name string, partitions int32) 
 		}
 	}
 }
+
+// testMetadataMinAge lets clients refresh metadata soon after an error such
+// as NOT_LEADER_FOR_PARTITION, instead of franz-go's 5s.
+const testMetadataMinAge = 100 * time.Millisecond

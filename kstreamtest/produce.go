@@ -2,9 +2,11 @@ package kstreamtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gokstreams/kstreams/codec"
@@ -35,13 +37,17 @@ func ProduceValues[T any](ctx context.Context, c *Cluster, topic string, partiti
 }
 
 // Committed returns the offsets group has committed, by topic and
-// partition; a partition without a commit is absent.
+// partition; a partition without a commit is absent, and a group that does
+// not exist has none.
 func (c *Cluster) Committed(ctx context.Context, group string) (map[string]map[int32]int64, error) {
 	resp, err := c.admin.FetchOffsets(ctx, group)
-	if err != nil {
-		return nil, fmt.Errorf("kstreamtest: fetch offsets of group %q: %w", group, err)
+	if err == nil {
+		err = resp.Error()
 	}
-	if err := resp.Error(); err != nil {
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[string]map[int32]int64{}, nil // no commits yet
+	}
+	if err != nil {
 		return nil, fmt.Errorf("kstreamtest: fetch offsets of group %q: %w", group, err)
 	}
 	out := make(map[string]map[int32]int64)

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,7 @@ import (
 
 	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/kstream"
+	"github.com/gokstreams/kstreams/kstreamtest"
 )
 
 type Order struct {
@@ -62,7 +64,21 @@ var (
 	ts      time.Time
 	k1, k2  []byte
 	o1, o2  Order
+	t       *testing.T
+	c       *kstreamtest.Cluster
+	ledger  kstreamtest.Ledger
+	orders  []Order
+	want    string
+	totals  *Totals
+	produce func(from, to int)
 )
+
+// Totals is the user's handler of docs/testing.md.
+type Totals struct{}
+
+func NewTotals() *Totals                                          { return &Totals{} }
+func (*Totals) Handle(context.Context, kstream.Record[Order]) error { return nil }
+func (*Totals) String() string                                   { return "" }
 
 func store[T any](context.Context, T) error                  { return nil }
 func storeInDatabase(context.Context, string) error          { return nil }
@@ -81,6 +97,7 @@ var (
 	_ prometheus.Registerer
 	_ = promhttp.Handler
 	_ kgo.Opt
+	_ kstreamtest.Option
 	_ codec.Decoder[int]
 )
 `
