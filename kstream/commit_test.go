@@ -4,6 +4,9 @@ import (
 	"errors"
 	"maps"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gokstreams/kstreams/kstream"
 )
@@ -144,4 +147,27 @@ func equalAssignment(a, b map[string][]int32) bool {
 		}
 		return true
 	})
+}
+
+// Records processed before a loop body that takes long are committed while
+// it runs, not only when it returns.
+func TestProcessedRecordsCommittedWhileBodyIsSlow(t *testing.T) {
+	e := newEnv(t, 1, 6)
+	s := e.stream(kstream.Group("g"), kstream.ClientOptions(kgo.AutoCommitInterval(100*time.Millisecond)))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for rec, err := range s.Records(e.ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Offset == 3 {
+			// 0..2 are processed; the body now takes its time.
+			eventually(t, 10*time.Second, "0..2 to be committed while the body runs", func() bool {
+				return e.committed("g")[0] == 3
+			})
+			break
+		}
+	}
 }

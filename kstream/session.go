@@ -139,7 +139,6 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 		ss.log = ss.log.With("group", cfg.group)
 	}
 	ss.handle = &streamHandle{name: name, ss: ss}
-	ss.pushTimer = time.AfterFunc(markPushInterval, func() { ss.pushDue.Store(true) })
 	if len(cfg.initial) > 0 {
 		ss.initialLeft = make(map[topicPartition]int64, len(cfg.initial))
 		for _, o := range cfg.initial {
@@ -188,21 +187,27 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		ss.pushTimer.Stop()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	ss.cl = cl
 	if err := checkClientOptions(cl, cfg); err != nil {
-		ss.pushTimer.Stop()
 		cl.Close()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	if err := cl.Ping(ctx); err != nil {
-		ss.pushTimer.Stop()
 		ss.stopFetching()
 		cl.Close()
 		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
 	}
+	// The timer pushes marks itself, so that records processed before a
+	// loop body that takes long (or is stuck) get committed meanwhile;
+	// the flag lets record boundaries push without reading the clock.
+	ss.pushTimer = time.AfterFunc(markPushInterval, func() {
+		ss.pushDue.Store(true)
+		if !ss.closing.Load() {
+			ss.pushMarks(ss.cl)
+		}
+	})
 	if !ss.group && len(ss.initialLeft) > 0 {
 		ss.dropUnknownInitialPartitions(ctx)
 	}
@@ -674,7 +679,7 @@ func (ss *session) close(timeout time.Duration) error {
 func (ss *session) doClose(timeout time.Duration) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
-	defer ss.pushTimer.Stop()
+	ss.pushTimer.Stop()
 	var err error
 	if ss.group && !ss.manual {
 		ss.pushMarks(ss.cl)
@@ -685,6 +690,9 @@ func (ss *session) doClose(timeout time.Duration) error {
 		cancel()
 	}
 	ss.cl.CloseAllowingRebalance()
+	// A timer push that started before Stop holds pushMu until it is done.
+	ss.pushMu.Lock()
+	ss.pushMu.Unlock() //nolint:staticcheck // waiting, not guarding
 	if ss.m != nil {
 		ss.m.partitions.remove(ss)
 	}
