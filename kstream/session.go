@@ -67,7 +67,6 @@ type session struct {
 	last         *partState // cache of parts[lastTP]; nil after any removal
 	inflight     []*kgo.Record
 	ranging      bool
-	polling      bool // the range waits in a poll that lets rebalances run
 	dirty        bool // some partition has processed > pushed
 	initialLeft  map[topicPartition]int64
 	assignedOnce bool
@@ -334,11 +333,9 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return nil, nil, popTimeout
 		}
-		ss.polling = allow
 		ss.mu.Unlock()
 		st := ss.poll(ctx, deadline, allow)
 		ss.mu.Lock()
-		ss.polling = false
 		if st != popRecord {
 			return nil, nil, st
 		}
