@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/plugin/kprom"
 )
 
@@ -240,4 +241,34 @@ func (ss *session) partitionStats() []partitionStat {
 		out = append(out, st)
 	}
 	return out
+}
+
+// noteDecodeError counts a record the decoder rejected.
+func (ss *session) noteDecodeError(topic string) {
+	if ss.m != nil {
+		ss.m.decodeErrors.WithLabelValues(ss.name, topic).Inc()
+	}
+}
+
+// noteCommit counts a commit and its outcome.
+func (ss *session) noteCommit(err error) {
+	if ss.m == nil {
+		return
+	}
+	if err != nil {
+		ss.m.commitFailures.WithLabelValues(ss.name).Inc()
+	} else {
+		ss.m.commits.WithLabelValues(ss.name).Inc()
+	}
+}
+
+// onAutoCommit is franz-go's callback after each automatic commit.
+func (ss *session) onAutoCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	if err == nil {
+		err = commitResponseErr(resp)
+	}
+	if err != nil {
+		ss.log.Warn("automatic commit failed; it is retried with the next one", "err", err)
+	}
+	ss.noteCommit(err)
 }

@@ -10,16 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// markPushInterval bounds how long a processed record's mark waits in the
-// stream before franz-go's autocommit can see it. Marks are also pushed at
-// every poll, at the end of every range, before every commit and revoke.
-const markPushInterval = 500 * time.Millisecond
 
 // session is one Open of a stream: a franz-go client, the records polled but
 // not yet yielded, and what the stream knows of each partition. It is not
@@ -72,52 +65,6 @@ type session struct {
 	assignedOnce bool
 	seeks        map[string]map[int32]kgo.EpochOffset // direct mode initial offsets to apply
 	drain        func()                               // waits for a dispatcher's records in flight
-}
-
-// partState is what the stream knows of one partition it owns. Offsets are
-// "next offset" values: the offset after the last record of that kind, 0
-// when there is none.
-type partState struct {
-	owned     bool
-	epoch     int32 // leader epoch of the last processed record
-	yielded   int64
-	processed int64
-	pushed    int64 // processed as last given to franz-go's marks
-	committed int64 // committed offset as this member last knew it
-	highwater int64
-
-	committedKnown bool               // the group had a commit, or this member made one
-	processedCtr   prometheus.Counter // nil without metrics
-
-	// firstYielded is the offset of the first record yielded in this
-	// session (valid once yielded > 0). abandoned, when hasAbandoned, is the
-	// lowest record a range left without finishing (break, return, panic):
-	// commits stop below it until a record at or after it is processed.
-	firstYielded int64
-	abandoned    int64
-	hasAbandoned bool
-}
-
-// noteYield records that r is being yielded.
-func (ps *partState) noteYield(r *kgo.Record) {
-	if ps.yielded == 0 {
-		ps.firstYielded = r.Offset
-	}
-	if r.Offset+1 > ps.yielded {
-		ps.yielded = r.Offset + 1
-	}
-}
-
-// lowestUnprocessed returns the offset of the first record yielded but not
-// processed, if any.
-func (ps *partState) lowestUnprocessed() (int64, bool) {
-	if ps.yielded <= ps.processed || ps.yielded == 0 {
-		return 0, false
-	}
-	if ps.processed > ps.firstYielded {
-		return ps.processed, true
-	}
-	return ps.firstYielded, true
 }
 
 func openSession(ctx context.Context, cfg *config, name string, in inherited) (*session, error) {
@@ -467,97 +414,6 @@ func (ss *session) processed(rs []*kgo.Record) {
 	if push {
 		ss.pushMarks(ss.cl)
 	}
-}
-
-func (ss *session) markLocked(r *kgo.Record) {
-	ps := ss.partLocked(r.Topic, r.Partition)
-	if ps == nil || !ps.owned {
-		return
-	}
-	if r.Offset+1 > ps.processed {
-		ps.processed = r.Offset + 1
-		ps.epoch = r.LeaderEpoch
-		ss.dirty = true
-	}
-	if ps.hasAbandoned && r.Offset >= ps.abandoned {
-		ps.hasAbandoned = false
-	}
-	if ps.processedCtr != nil {
-		ps.processedCtr.Inc()
-	}
-}
-
-func (ss *session) newPartState(topic string) *partState {
-	ps := &partState{owned: true}
-	if ss.m != nil {
-		ps.processedCtr = ss.m.processed.WithLabelValues(ss.name, topic)
-	}
-	return ps
-}
-
-// noteDecodeError counts a record the decoder rejected.
-func (ss *session) noteDecodeError(topic string) {
-	if ss.m != nil {
-		ss.m.decodeErrors.WithLabelValues(ss.name, topic).Inc()
-	}
-}
-
-// noteCommit counts a commit and its outcome.
-func (ss *session) noteCommit(err error) {
-	if ss.m == nil {
-		return
-	}
-	if err != nil {
-		ss.m.commitFailures.WithLabelValues(ss.name).Inc()
-	} else {
-		ss.m.commits.WithLabelValues(ss.name).Inc()
-	}
-}
-
-// onAutoCommit is franz-go's callback after each automatic commit.
-func (ss *session) onAutoCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-	if err == nil {
-		err = commitResponseErr(resp)
-	}
-	if err != nil {
-		ss.log.Warn("automatic commit failed; it is retried with the next one", "err", err)
-	}
-	ss.noteCommit(err)
-}
-
-// pushMarks hands processed offsets to franz-go, whose autocommit commits
-// them. Only the default (at-least-once) mode marks.
-func (ss *session) pushMarks(cl *kgo.Client) {
-	if !ss.group || ss.manual {
-		return
-	}
-	ss.pushMu.Lock()
-	defer ss.pushMu.Unlock()
-	ss.mu.Lock()
-	if !ss.dirty {
-		ss.mu.Unlock()
-		return
-	}
-	for _, m := range ss.scratch {
-		clear(m)
-	}
-	for tp, ps := range ss.parts {
-		if !ps.owned || ps.processed <= ps.pushed {
-			continue
-		}
-		m := ss.scratch[tp.topic]
-		if m == nil {
-			m = make(map[int32]kgo.EpochOffset)
-			ss.scratch[tp.topic] = m
-		}
-		m[tp.partition] = kgo.EpochOffset{Epoch: ps.epoch, Offset: ps.processed}
-		ps.pushed = ps.processed
-	}
-	ss.dirty = false
-	ss.mu.Unlock()
-	ss.pushDue.Store(false)
-	ss.pushTimer.Reset(markPushInterval)
-	cl.MarkCommitOffsets(ss.scratch)
 }
 
 // yieldToRebalance lets a waiting rebalance run: unyielded records are
