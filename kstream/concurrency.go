@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -79,13 +80,15 @@ type dispatcher[T any] struct {
 	mode       concurrencyMode
 	sem        chan struct{}
 	seed       maphash.Seed
+	limit      int // records dispatched and not finished, at most
 
 	mu       sync.Mutex
-	idle     *sync.Cond // signaled when inFlight drops to 0
+	changed  *sync.Cond // broadcast when a record finishes
 	lanes    map[laneKey]*lane[T]
 	parts    map[topicPartition]*progress
-	inFlight int
+	inFlight atomic.Int64 // changed under mu; read without it
 	failure  error
+	hasFail  atomic.Bool
 	wg       sync.WaitGroup
 }
 
@@ -94,8 +97,12 @@ type laneKey struct {
 	hash uint64
 }
 
+// lane is a queue of records handled one at a time, in order. Its queue is
+// guarded by the dispatcher's mu; wake tells its goroutine there is more.
 type lane[T any] struct {
-	ch chan job[T]
+	queue  []job[T]
+	wake   chan struct{}
+	closed bool
 }
 
 type job[T any] struct {
@@ -120,8 +127,11 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		s: s, ss: ss, handle: handle, middleware: fn.middleware, handlerCtx: handlerCtx,
 		mode: s.cfg.concurrency.mode, sem: make(chan struct{}, s.cfg.concurrency.n), seed: maphash.MakeSeed(),
 		lanes: map[laneKey]*lane[T]{}, parts: map[topicPartition]*progress{},
+		// Enough that every lane has work while a poll's records, which
+		// come partition by partition, are handed out.
+		limit: max(2*s.cfg.maxPoll, 64*s.cfg.concurrency.n),
 	}
-	d.idle = sync.NewCond(&d.mu)
+	d.changed = sync.NewCond(&d.mu)
 	ss.setDrain(d.drain)
 	defer func() {
 		d.closeLanes()
@@ -167,29 +177,60 @@ func (d *dispatcher[T]) dispatch(j job[T]) {
 		key = laneKey{hash: maphash.Bytes(d.seed, j.raw.Key) % uint64(cap(d.sem))}
 	}
 	d.mu.Lock()
+	for d.inFlight.Load() >= int64(d.limit) {
+		d.changed.Wait()
+	}
 	p := d.parts[tp]
 	if p == nil {
 		p = &progress{done: map[*kgo.Record]bool{}}
 		d.parts[tp] = p
 	}
 	p.queue = append(p.queue, j.raw)
-	d.inFlight++
+	d.inFlight.Add(1)
 	l := d.lanes[key]
 	if l == nil {
-		l = &lane[T]{ch: make(chan job[T], 64)}
+		l = &lane[T]{wake: make(chan struct{}, 1)}
 		d.lanes[key] = l
 		d.wg.Add(1)
 		go d.run(l)
 	}
+	l.queue = append(l.queue, j)
 	d.mu.Unlock()
-	l.ch <- j
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes l's next job, waiting for one; ok is false once l is closed
+// and empty.
+func (d *dispatcher[T]) next(l *lane[T]) (j job[T], ok bool) {
+	d.mu.Lock()
+	for len(l.queue) == 0 {
+		if l.closed {
+			d.mu.Unlock()
+			return j, false
+		}
+		d.mu.Unlock()
+		<-l.wake
+		d.mu.Lock()
+	}
+	j = l.queue[0]
+	l.queue[0] = job[T]{}
+	l.queue = l.queue[1:]
+	d.mu.Unlock()
+	return j, true
 }
 
 // run handles a lane's records in order.
 func (d *dispatcher[T]) run(l *lane[T]) {
 	defer d.wg.Done()
-	for j := range l.ch {
-		if d.failed() != nil {
+	for {
+		j, ok := d.next(l)
+		if !ok {
+			return
+		}
+		if d.hasFail.Load() {
 			d.finish(j.raw, false)
 			continue
 		}
@@ -210,10 +251,17 @@ func (d *dispatcher[T]) call(j job[T]) (err error) {
 		}
 	}()
 	if j.derr != nil {
-		failed := func(context.Context, Record[T]) error { return j.derr }
-		return chain(failed, d.middleware)(d.handlerCtx, j.rec)
+		return d.callDecodeError(j.rec, j.derr)
 	}
 	return d.handle(d.handlerCtx, j.rec)
+}
+
+// callDecodeError runs the middleware for a record that failed to decode.
+// It is a function of its own so that the closure does not make every job
+// escape to the heap.
+func (d *dispatcher[T]) callDecodeError(rec Record[T], derr error) error {
+	failed := func(context.Context, Record[T]) error { return derr }
+	return chain(failed, d.middleware)(d.handlerCtx, rec)
 }
 
 // finish records the end of a record; ok says it was handled. The
@@ -236,10 +284,8 @@ func (d *dispatcher[T]) finish(r *kgo.Record, ok bool) {
 	if last != nil {
 		d.ss.markDone(last)
 	}
-	d.inFlight--
-	if d.inFlight == 0 {
-		d.idle.Broadcast()
-	}
+	d.inFlight.Add(-1)
+	d.changed.Broadcast()
 }
 
 func (d *dispatcher[T]) fail(err error) {
@@ -247,27 +293,27 @@ func (d *dispatcher[T]) fail(err error) {
 	defer d.mu.Unlock()
 	if d.failure == nil {
 		d.failure = err
+		d.hasFail.Store(true)
 	}
 }
 
 func (d *dispatcher[T]) failed() error {
+	if !d.hasFail.Load() {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.failure
 }
 
-func (d *dispatcher[T]) busy() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.inFlight > 0
-}
+func (d *dispatcher[T]) busy() bool { return d.inFlight.Load() > 0 }
 
 // drain waits until no record is in flight.
 func (d *dispatcher[T]) drain() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for d.inFlight > 0 {
-		d.idle.Wait()
+	for d.inFlight.Load() > 0 {
+		d.changed.Wait()
 	}
 }
 
@@ -275,7 +321,11 @@ func (d *dispatcher[T]) drain() {
 func (d *dispatcher[T]) closeLanes() {
 	d.mu.Lock()
 	for _, l := range d.lanes {
-		close(l.ch)
+		l.closed = true
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
 	}
 	d.lanes = nil
 	d.mu.Unlock()
@@ -302,7 +352,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 	ss.mu.Lock()
 	ss.inflight = ss.inflight[:0]
 	var deadline time.Time
-	if busy {
+	if busy && ss.pos >= len(ss.buf) { // a poll is due: keep it short
 		deadline = time.Now().Add(busyPoll)
 	}
 	r, fe, st := ss.popLocked(ctx, done, deadline, !busy)

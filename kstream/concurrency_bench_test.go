@@ -13,18 +13,24 @@ package kstream_test
 // the last of them (joining the group included; stopping the engine is not
 // timed). records/s is records over that time, summed over the iterations;
 // steady-records/s counts from the first handler call to the last return,
-// leaving connecting and joining out. speedup is records/s divided by that of
-// the serial case on the same topic, measured just before in the same run of
-// the benchmark (so run the whole benchmark, not a single case, to get it).
+// leaving connecting and joining out. speedup is records/s divided by the
+// median records/s of the serial case on the same topic, over that case's
+// runs so far in this process (with -count, each case runs count times in a
+// row before the next case starts), so run the serial cases too to get it.
 //
-// Two topics: "spread" has hcBenchPartitions partitions with the records
-// spread evenly over them; "hot" has one partition holding them all. Every
-// record has its own key.
+// Three topics: "spread" has hcBenchPartitions partitions with the records
+// spread evenly over them (100 a partition); "hot" has one partition holding
+// them all; "small" is like spread with half the records (50 a partition),
+// which shows how the speedup of PartitionConcurrency depends on each
+// partition's backlog (partition-12-small; its speedup is relative to serial
+// on spread, the rate per record of a serial stream not depending on how
+// many there are). Every record has its own key.
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,11 +59,15 @@ var (
 // hcBenchCluster starts a cluster with the two topics, each holding
 // hcBenchRecords records with distinct keys, and returns it with the names
 // of the spread and the hot topic.
-func hcBenchCluster(b *testing.B) (c *kstreamtest.Cluster, spread, hot string) {
+func hcBenchCluster(b *testing.B) (c *kstreamtest.Cluster, spread, hot, small string) {
 	b.Helper()
 	id := fmt.Sprintf("%d-%d", hcBenchRunID, hcBenchSeq.Add(1))
-	spread, hot = "hc-spread-"+id, "hc-hot-"+id
-	c, err := kstreamtest.Start(kstreamtest.Topic(spread, hcBenchPartitions), kstreamtest.Topic(hot, 1))
+	spread, hot, small = "hc-spread-"+id, "hc-hot-"+id, "hc-small-"+id
+	c, err := kstreamtest.Start(
+		kstreamtest.Topic(spread, hcBenchPartitions),
+		kstreamtest.Topic(hot, 1),
+		kstreamtest.Topic(small, hcBenchPartitions),
+	)
 	if err != nil {
 		b.Fatalf("start cluster: %v", err)
 	}
@@ -70,18 +80,22 @@ func hcBenchCluster(b *testing.B) (c *kstreamtest.Cluster, spread, hot string) {
 			&kgo.Record{Topic: spread, Partition: int32(i % hcBenchPartitions), Key: key, Value: value},
 			&kgo.Record{Topic: hot, Partition: 0, Key: key, Value: value},
 		)
+		if i < hcBenchRecords/2 {
+			recs = append(recs, &kgo.Record{Topic: small, Partition: int32(i % hcBenchPartitions), Key: key, Value: value})
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), hcBenchLimit)
 	defer cancel()
 	if err := c.Produce(ctx, recs...); err != nil {
 		b.Fatalf("produce: %v", err)
 	}
-	return c, spread, hot
+	return c, spread, hot, small
 }
 
-// hcBenchRun is one run; it returns the time from Start to the last record
-// handled, and from the first handler call to the last return.
-func hcBenchRun(b *testing.B, brokers []string, topic string, opt kstream.Option) (total, steady time.Duration) {
+// hcBenchRun is one run reading n records; it returns the time from Start
+// to the last record handled, and from the first handler call to the last
+// return.
+func hcBenchRun(b *testing.B, brokers []string, topic string, n int64, opt kstream.Option) (total, steady time.Duration) {
 	b.Helper()
 	eng, err := kstream.NewEngine(kstream.Brokers(brokers...), kstream.Logger(hcBenchLogger))
 	if err != nil {
@@ -110,7 +124,7 @@ func hcBenchRun(b *testing.B, brokers []string, topic string, opt kstream.Option
 			first.CompareAndSwap(0, int64(time.Since(start)))
 		}
 		time.Sleep(hcBenchSleep)
-		if count.Add(1) == hcBenchRecords {
+		if count.Add(1) == n {
 			last.Store(int64(time.Since(start)))
 			close(done)
 		}
@@ -127,7 +141,7 @@ func hcBenchRun(b *testing.B, brokers []string, topic string, opt kstream.Option
 	select {
 	case <-done:
 	case <-ctx.Done():
-		b.Fatalf("%d of %d records handled: %v", count.Load(), hcBenchRecords, ctx.Err())
+		b.Fatalf("%d of %d records handled: %v", count.Load(), n, ctx.Err())
 	}
 	b.StopTimer()
 	if err := eng.Stop(ctx); err != nil {
@@ -143,39 +157,50 @@ func hcBenchRun(b *testing.B, brokers []string, topic string, opt kstream.Option
 // records/s, and on the hot partition, where partition concurrency cannot
 // help, key-12 well above hot-serial.
 func BenchmarkHandleConcurrency(b *testing.B) {
-	c, spread, hot := hcBenchCluster(b)
+	c, spread, hot, small := hcBenchCluster(b)
 	brokers := c.Brokers()
 	cases := []struct {
 		name, topic string
+		n           int64
 		opt         kstream.Option
 		base        string // the serial case speedup is relative to
 	}{
-		{"serial", spread, nil, ""},
-		{fmt.Sprintf("partition-%d", hcBenchN), spread, kstream.PartitionConcurrency(hcBenchN), "serial"},
-		{fmt.Sprintf("key-%d", hcBenchN), spread, kstream.KeyConcurrency(hcBenchN), "serial"},
-		{"hot-serial", hot, nil, ""},
-		{fmt.Sprintf("hot-partition-%d", hcBenchN), hot, kstream.PartitionConcurrency(hcBenchN), "hot-serial"},
-		{fmt.Sprintf("hot-key-%d", hcBenchN), hot, kstream.KeyConcurrency(hcBenchN), "hot-serial"},
+		{"serial", spread, hcBenchRecords, nil, ""},
+		{fmt.Sprintf("partition-%d", hcBenchN), spread, hcBenchRecords, kstream.PartitionConcurrency(hcBenchN), "serial"},
+		{fmt.Sprintf("key-%d", hcBenchN), spread, hcBenchRecords, kstream.KeyConcurrency(hcBenchN), "serial"},
+		{"hot-serial", hot, hcBenchRecords, nil, ""},
+		{fmt.Sprintf("hot-partition-%d", hcBenchN), hot, hcBenchRecords, kstream.PartitionConcurrency(hcBenchN), "hot-serial"},
+		{fmt.Sprintf("hot-key-%d", hcBenchN), hot, hcBenchRecords, kstream.KeyConcurrency(hcBenchN), "hot-serial"},
+		{fmt.Sprintf("partition-%d-small", hcBenchN), small, hcBenchRecords / 2, kstream.PartitionConcurrency(hcBenchN), "serial"},
 	}
-	rates := map[string]float64{}
+	rates := map[string][]float64{} // records/s of each run of each case
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			var total, steady time.Duration
 			runs := 0
 			for b.Loop() {
-				t, s := hcBenchRun(b, brokers, tc.topic, tc.opt)
+				t, s := hcBenchRun(b, brokers, tc.topic, tc.n, tc.opt)
 				total += t
 				steady += s
 				runs++
 			}
-			recs := float64(runs * hcBenchRecords)
+			recs := float64(int64(runs) * tc.n)
 			rate := recs / total.Seconds()
-			rates[tc.name] = rate
+			rates[tc.name] = append(rates[tc.name], rate)
 			b.ReportMetric(rate, "records/s")
 			b.ReportMetric(recs/steady.Seconds(), "steady-records/s")
-			if base, ok := rates[tc.base]; ok && tc.base != "" {
-				b.ReportMetric(rate/base, "speedup")
+			if base := rates[tc.base]; len(base) > 0 {
+				b.ReportMetric(rate/hcMedian(base), "speedup")
 			}
 		})
 	}
+}
+
+func hcMedian(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
