@@ -3,7 +3,7 @@
 GO ?= go
 PKGS := ./... ./examples/... ./integration/...
 
-.PHONY: test run bench lint vet fmt-check bench-compare bench-compare-quick
+.PHONY: test run bench lint vet fmt-check bench-compare bench-compare-quick fuzz interop
 
 test: lint
 	$(GO) test -race -count=1 -timeout 5m $(PKGS)
@@ -32,3 +32,17 @@ bench-compare:
 # Smoke run of the same harness, under a minute.
 bench-compare-quick:
 	$(GO) run ./integration/cmd/benchcompare -quick
+
+# Fuzz the codecs and the record conversion, FUZZTIME each (about 2.5 minutes).
+FUZZTIME ?= 20s
+CODEC_FUZZ := FuzzJSONDecode FuzzJSONRoundTrip FuzzString FuzzBytes
+KSTREAM_FUZZ := FuzzDecodeInto FuzzDecodeIntoJSON FuzzClassifyFetchError
+fuzz:
+	@set -e; \
+	for f in $(CODEC_FUZZ); do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./codec; done; \
+	for f in $(KSTREAM_FUZZ); do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./kstream; done
+
+# Interop with librdkafka through kcat (apt-get install kcat); never skipped: fails without kcat.
+interop:
+	$(GO) vet -tags interop ./integration/interop/
+	$(GO) test -tags interop -race -count=1 -timeout 5m ./integration/interop/

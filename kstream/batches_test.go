@@ -151,16 +151,20 @@ func TestCloseWhileBlockedInPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
+	closed := make(chan error, 1)
 	for _, err := range s.Records(e.ctx) {
 		if err != nil {
 			t.Fatal(err)
 		}
 		n++
 		// The next step waits for records that never come; Close ends it.
-		time.AfterFunc(100*time.Millisecond, func() { _ = s.Close() })
+		time.AfterFunc(100*time.Millisecond, func() { closed <- s.Close() })
 	}
 	if n != 1 {
 		t.Fatalf("got %d records", n)
+	}
+	if err := <-closed; err != nil { // the loop may end before Close has committed
+		t.Fatal(err)
 	}
 	e.wantCommitted("g", map[int32]int64{0: 1})
 }

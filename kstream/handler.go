@@ -137,7 +137,20 @@ func (s *Stream[T]) topicsForLog() []string {
 	return s.cfg.topics
 }
 
-func (s *Stream[T]) forceClose() error { return s.Close() }
+// forceClose closes the stream under a handler that ignored its deadline,
+// and makes a close already in progress stop waiting for the brokers.
+func (s *Stream[T]) forceClose() error {
+	s.mu.Lock()
+	ss := s.sess
+	if ss == nil {
+		ss = s.closingSS
+	}
+	s.mu.Unlock()
+	if ss != nil {
+		ss.abort()
+	}
+	return s.Close()
+}
 
 func (s *Stream[T]) metricsSet() *metricsSet { return s.cfg.metricsOf(s.inherited) }
 

@@ -21,7 +21,10 @@ import (
 // Commit, to read and write your own state, and to do I/O that is bounded by
 // ctx. Keep callbacks short: the whole group waits for them, and a member
 // that takes longer than the rebalance timeout is removed from the group. Do
-// not range over the stream or call Close from a callback.
+// not range over the stream from a callback. Close (or an engine's Stop) may
+// be called from one: it commits and starts leaving the group, and returns
+// without waiting for the leave, which finishes as soon as the callback
+// returns.
 type RebalanceListener interface {
 	// OnAssigned is called after partitions are assigned to this member
 	// and before any of their records are fetched.
@@ -160,6 +163,8 @@ func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 	}
 	ss.log.Info("partitions assigned", "partitions", assigned)
 	ss.noteRebalance("assigned")
+	ss.inListener.Add(1)
+	defer ss.inListener.Add(-1)
 	for _, l := range ss.cfg.listeners {
 		l.OnAssigned(ctx, ss.handle, cloneAssignment(assigned))
 	}
@@ -201,9 +206,11 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	}
 	ss.log.Info("partitions revoked", "partitions", revoked)
 	ss.noteRebalance("revoked")
+	ss.inListener.Add(1)
 	for _, l := range ss.cfg.listeners {
 		l.OnRevoked(ctx, ss.handle, cloneAssignment(revoked))
 	}
+	ss.inListener.Add(-1)
 	ss.disown(revoked)
 }
 
@@ -214,9 +221,11 @@ func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 	ss.dropBuffered(lost)
 	ss.log.Warn("partitions lost", "partitions", lost)
 	ss.noteRebalance("lost")
+	ss.inListener.Add(1)
 	for _, l := range ss.cfg.listeners {
 		l.OnLost(ctx, ss.handle, cloneAssignment(lost))
 	}
+	ss.inListener.Add(-1)
 	ss.disown(lost)
 }
 

@@ -192,3 +192,44 @@ func TestManualCommitListenerCommitsOnClose(t *testing.T) {
 		t.Fatalf("OnRevoked got %v", revoked)
 	}
 }
+
+// Close called from a listener callback does not deadlock (franz-go's leave
+// waits for the callback): it commits and returns; the client finishes
+// closing when the callback returns.
+func TestCloseFromListener(t *testing.T) {
+	e := newEnv(t, 1, 3)
+	var s *kstream.Stream[string]
+	closed := make(chan error, 1)
+	s = e.stream(kstream.Group("g"), kstream.Listener(kstream.ListenerFuncs{
+		Assigned: func(context.Context, kstream.AnyStream, map[string][]int32) {
+			closed <- s.Close()
+		},
+	}))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range s.Records(e.ctx) {
+			n++
+		}
+	}()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close from OnAssigned did not return")
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the range did not end after Close from a listener")
+	}
+	if n != 0 {
+		t.Fatalf("yielded %d records after Close in OnAssigned", n)
+	}
+}

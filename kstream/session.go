@@ -40,6 +40,9 @@ type session struct {
 	fetchCtx         context.Context // canceled by stopFetching
 	fetchDone        <-chan struct{} // fetchCtx.Done()
 	stopFetching     context.CancelFunc
+	abortCtx         context.Context // the client's context; canceled by abort
+	abort            context.CancelFunc
+	inListener       atomic.Int32 // listener callbacks running (on franz-go's goroutine)
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -83,6 +86,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 	}
 	ss.fetchCtx, ss.stopFetching = context.WithCancel(context.Background())
 	ss.fetchDone = ss.fetchCtx.Done()
+	ss.abortCtx, ss.abort = context.WithCancel(context.Background())
 	if ss.group {
 		ss.log = ss.log.With("group", cfg.group)
 	}
@@ -133,8 +137,12 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 			opts = append(opts, kgo.AutoCommitMarks())
 		}
 	}
+	// The client's own context: canceling it makes a close that waits for
+	// an unresponsive broker give up.
+	opts = append(opts, kgo.WithContext(ss.abortCtx))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		ss.abort()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	ss.cl = cl
@@ -338,9 +346,15 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 		case errRetried:
 			ss.log.Warn("fetch error, retrying", "topic", topic, "partition", partition, "err", err)
 		case errNonFatal:
+			if topic == "" {
+				partition = -1 // a group-level error, not a partition's
+			}
 			ss.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			ss.errs = append(ss.errs, &FetchError{Topic: topic, Partition: partition, Err: err})
 		case errFatal:
+			if topic == "" {
+				partition = -1
+			}
 			ss.log.Error("fatal fetch error, stream stops", "topic", topic, "partition", partition, "err", err)
 			if ss.fatal == nil {
 				ss.fatal = &FetchError{Topic: topic, Partition: partition, Err: err, Fatal: true}
@@ -540,16 +554,37 @@ func (ss *session) doClose(timeout time.Duration) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
 	ss.pushTimer.Stop()
+	// One deadline for the final commit and for leaving the group.
+	ctx, cancel := context.WithTimeout(ss.abortCtx, timeout)
+	defer cancel()
 	var err error
 	if ss.group && !ss.manual {
 		ss.pushMarks(ss.cl)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		if cerr := ss.cl.CommitMarkedOffsets(ctx); cerr != nil {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
-		cancel()
 	}
-	ss.cl.CloseAllowingRebalance()
+	closed := make(chan struct{})
+	go func() {
+		ss.cl.CloseAllowingRebalance()
+		close(closed)
+	}()
+	if ss.inListener.Load() > 0 {
+		// Close was called from a listener (or while one runs): leaving
+		// the group waits for the callback to return, so waiting here
+		// could deadlock. The client finishes closing, in the goroutine
+		// above, as soon as the callback returns.
+		ss.log.Debug("closing from a listener callback; the client closes when it returns")
+		return err
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		ss.log.Warn("leaving the group did not finish before the close deadline; closing without it")
+		ss.abort()
+		<-closed // the client gives up at once; nothing outlives Close
+	}
+	ss.abort()
 	// A timer push that started before Stop holds pushMu until it is done.
 	ss.pushMu.Lock()
 	ss.pushMu.Unlock() //nolint:staticcheck // waiting, not guarding

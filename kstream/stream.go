@@ -281,16 +281,25 @@ func (s *Stream[T]) decodeInto(rec *Record[T], r *kgo.Record) error {
 func (s *Stream[T]) safeDecode(b []byte) (v T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("decoder panicked: %v", p)
+			err = panicError("decoder panicked", p)
 		}
 	}()
 	return s.dec.Decode(b)
 }
 
+// panicError describes a recovered panic, wrapping the value if it is an
+// error so that errors.Is finds it.
+func panicError(what string, p any) error {
+	if err, ok := p.(error); ok {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %v", what, p)
+}
+
 func (s *Stream[T]) safeDecodeNil() (v T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("decoder panicked on a tombstone: %v", p)
+			err = panicError("decoder panicked on a tombstone", p)
 		}
 	}()
 	return s.nilDec.DecodeNil()
