@@ -241,18 +241,20 @@ func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 		ss.mu.Unlock()
 		return
 	}
-	rewind := ss.takeBufferLocked()
 	drain := ss.drain
 	ss.mu.Unlock()
 	if ss.closing.Load() {
 		cl.AllowRebalance()
 		return
 	}
+	if drain != nil {
+		drain() // before the rewind: see yieldToRebalance
+	}
+	ss.mu.Lock()
+	rewind := ss.takeBufferLocked()
+	ss.mu.Unlock()
 	if len(rewind) > 0 {
 		cl.SetOffsets(rewind)
-	}
-	if drain != nil {
-		drain()
 	}
 	ss.pushMarks(cl)
 	cl.AllowRebalance()

@@ -446,14 +446,19 @@ func (ss *session) yieldToRebalance() {
 		return
 	}
 	ss.mu.Lock()
-	rewind := ss.takeBufferLocked()
 	drain := ss.drain
+	ss.mu.Unlock()
+	if drain != nil {
+		// Records in flight finish, and are marked, before a revoke, and
+		// before the rewind is computed: counted as unprocessed, they
+		// would be rewound to and handled again.
+		drain()
+	}
+	ss.mu.Lock()
+	rewind := ss.takeBufferLocked()
 	ss.mu.Unlock()
 	if len(rewind) > 0 {
 		ss.cl.SetOffsets(rewind)
-	}
-	if drain != nil {
-		drain() // records in flight finish, and are marked, before a revoke
 	}
 	ss.pushMarks(ss.cl)
 	ss.cl.AllowRebalance()
