@@ -3,7 +3,7 @@
 GO ?= go
 PKGS := ./... ./examples/... ./integration/...
 
-.PHONY: test run bench lint vet fmt-check bench-compare bench-compare-quick fuzz interop
+.PHONY: test run bench lint vet fmt-check bench-compare bench-compare-quick fuzz interop chaos chaos-short
 
 test: lint
 	$(GO) test -race -count=1 -timeout 5m $(PKGS)
@@ -46,3 +46,13 @@ fuzz:
 interop:
 	$(GO) vet -tags interop ./integration/interop/
 	$(GO) test -tags interop -race -count=1 -timeout 5m ./integration/interop/
+
+# Churn, fault and shutdown suites (docs/reliability.md): about 10 minutes.
+# The churn scenarios carry the chaos build tag, so make test does not build them.
+chaos:
+	CHAOS=1 $(GO) test -tags chaos -race -count=1 -timeout 15m -v ./integration/chaos/
+	$(GO) test -race -count=1 -timeout 5m ./integration/faults/
+
+# The bounded subset of the churn suite (under 2 minutes), run by .ci/run.
+chaos-short:
+	CHAOS=1 $(GO) test -tags chaos -race -count=1 -short -timeout 5m ./integration/chaos/

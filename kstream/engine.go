@@ -194,6 +194,7 @@ type Runnable interface {
 	topicsForLog() []string
 	forceClose() error
 	metricsSet() *metricsSet
+	inListener() bool
 }
 
 // Add gives the engine a stream. The stream must have a function (Handle,

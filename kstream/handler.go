@@ -154,6 +154,14 @@ func (s *Stream[T]) forceClose() error {
 
 func (s *Stream[T]) metricsSet() *metricsSet { return s.cfg.metricsOf(s.inherited) }
 
+// inListener reports whether one of the stream's listeners is running.
+func (s *Stream[T]) inListener() bool {
+	s.mu.Lock()
+	ss := s.sess
+	s.mu.Unlock()
+	return ss != nil && ss.inListener.Load() > 0
+}
+
 // run opens the stream, runs its function until loopCtx is done or the
 // function fails, and closes the stream. A panic becomes a *PanicError.
 func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {

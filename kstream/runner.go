@@ -171,10 +171,23 @@ func (e *Engine) logCrash(r *runner, err error, policy ErrorPolicy) {
 func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 	var live []*runner
 	for _, r := range rs {
-		if r.done != nil {
-			r.stopLoop()
-			live = append(live, r)
+		if r.done == nil {
+			continue
 		}
+		r.stopLoop()
+		if r.s.inListener() {
+			// Stop was called from this stream's listener (or while one
+			// runs): its loop waits in a poll that franz-go holds until the
+			// callback returns, so it cannot finish before this Stop does.
+			// Close it now (it commits what was processed; there is no
+			// record in hand during a callback); its goroutine ends when
+			// the callback returns.
+			if err := r.s.forceClose(); err != nil {
+				e.log.Error("closing a stream stopped from its listener", "stream", r.name, "err", err)
+			}
+			continue
+		}
+		live = append(live, r)
 	}
 	// Wait for all, until the deadline.
 	stuck := waitRunners(ctx.Done(), live)

@@ -1,0 +1,32 @@
+// Package chaos is the membership-churn and shutdown suite of kstream: it
+// proves that under members joining, leaving gracefully and being killed, no
+// record is lost, that with graceful leaves only none is processed twice,
+// that duplicates after a kill stay within what the killed member had not
+// committed, that committed offsets never go backwards, and that shutdowns
+// return within their deadlines and leave no goroutine behind.
+//
+// Everything is in the tests (go test ./integration/chaos, or make chaos);
+// cmd/member is the group member the churn scenarios run as separate
+// processes, against a broker that is a process of its own too
+// (integration/cmd/kfakeserver). The results table is in
+// docs/reliability.md.
+//
+// The scenarios run only with CHAOS=1 (they take minutes and load every
+// core); -short selects a bounded subset:
+//
+//	CHAOS=1 go test -race -count=1 -timeout 15m -v ./integration/chaos/       # make chaos
+//	CHAOS=1 go test -race -count=1 -short -timeout 5m ./integration/chaos/    # make chaos-short
+//
+// Environment:
+//
+//	CHAOS_SEED=n          seed of every random choice (default: the time; logged)
+//	CHAOS_DURATION=d      churn duration of each churn scenario (default 2m for the
+//	                      process scenarios and 45s in process; 15s and 8s with -short)
+//	CHAOS_ROUNDS=n        engines stopped mid-rebalance in scenario 5 (default 30, 4 with -short)
+//	CHAOS_REPORT=file     write the results table (Markdown) to file
+//	CHAOS_MODES=a,b       member modes of the process churn scenarios, overriding theirs
+//	                      (records, manual, engine; franz: franz-go alone, the control)
+//	CHAOS_VERBOSE=1       members log at debug level, franz-go included
+//	CHAOS_KILL_ANYTIME=1  kill members at any moment, not only in a stable group (shows a
+//	                      kfake bug: see docs/reliability.md)
+package chaos
