@@ -559,9 +559,14 @@ func (ss *session) doClose(timeout time.Duration) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
 	ss.pushTimer.Stop()
-	// One deadline for the final commit and for leaving the group.
+	// One deadline for the final commit and for leaving the group. At the
+	// deadline the client's context is canceled, so that requests to an
+	// unresponsive broker, and commits queued behind them (franz-go's
+	// commit lock does not watch our context), give up.
 	ctx, cancel := context.WithTimeout(ss.abortCtx, timeout)
 	defer cancel()
+	stopAbort := context.AfterFunc(ctx, ss.abort)
+	defer stopAbort() // runs before cancel: returning is no reason to abort
 	var err error
 	if ss.group && !ss.manual {
 		ss.pushMarks(ss.cl)
@@ -586,8 +591,7 @@ func (ss *session) doClose(timeout time.Duration) error {
 	case <-closed:
 	case <-ctx.Done():
 		ss.log.Warn("leaving the group did not finish before the close deadline; closing without it")
-		ss.abort()
-		<-closed // the client gives up at once; nothing outlives Close
+		<-closed // the deadline aborted the client: it gives up at once; nothing outlives Close
 	}
 	ss.abort()
 	// A timer push that started before Stop holds pushMu until it is done.
