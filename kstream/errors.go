@@ -98,10 +98,7 @@ const (
 
 func classifyFetchError(err error) fetchErrorKind {
 	switch {
-	case errors.Is(err, kgo.ErrClientClosed),
-		errors.Is(err, errClosing):
-		return errEnd
-	case errors.Is(err, errPollCanceled):
+	case errors.Is(err, kgo.ErrClientClosed):
 		return errEnd
 	}
 	var ke *kerr.Error
@@ -128,9 +125,3 @@ func classifyFetchError(err error) fetchErrorKind {
 	}
 	return errNonFatal
 }
-
-// errClosing and errPollCanceled are internal markers for a quiet end.
-var (
-	errClosing      = errors.New("kstream: closing")
-	errPollCanceled = errors.New("kstream: poll canceled")
-)

@@ -52,8 +52,6 @@ type AnyStream interface {
 	Commit(ctx context.Context) error
 	// Assignment returns the partitions this member owns, by topic.
 	Assignment() map[string][]int32
-
-	dropPartitionMetrics(revoked map[string][]int32)
 }
 
 // streamHandle is the AnyStream of one session, so that a listener's
@@ -63,29 +61,25 @@ type streamHandle struct {
 	ss   *session
 }
 
-func (h *streamHandle) Name() string                            { return h.name }
-func (h *streamHandle) Commit(ctx context.Context) error        { return h.ss.commitYielded(ctx, false) }
-func (h *streamHandle) Assignment() map[string][]int32          { return h.ss.assignment() }
-func (h *streamHandle) dropPartitionMetrics(map[string][]int32) {}
+func (h *streamHandle) Name() string                     { return h.name }
+func (h *streamHandle) Commit(ctx context.Context) error { return h.ss.commitYielded(ctx, false) }
+func (h *streamHandle) Assignment() map[string][]int32   { return h.ss.assignment() }
 
-// MetricsRebalanceListener drops the per-partition metrics of partitions
-// that were revoked or lost, as kstreams' listener of the same name does.
-// Every stream already does this whatever its listeners, so this listener is
-// for code that wants to name it, or to embed it in a listener of its own.
+// MetricsRebalanceListener is kstreams' listener that drops the metrics of
+// revoked and lost partitions. Here every stream does that whatever its
+// listeners: its per-partition series exist only while the partition is
+// assigned (see Metrics). So its methods do nothing; it is for code that
+// wants to name it, or to embed it in a listener of its own.
 type MetricsRebalanceListener struct{}
 
 // OnAssigned does nothing.
 func (MetricsRebalanceListener) OnAssigned(context.Context, AnyStream, map[string][]int32) {}
 
-// OnRevoked drops the metrics of the revoked partitions.
-func (MetricsRebalanceListener) OnRevoked(_ context.Context, s AnyStream, revoked map[string][]int32) {
-	s.dropPartitionMetrics(revoked)
-}
+// OnRevoked does nothing: the revoked partitions' series are gone already.
+func (MetricsRebalanceListener) OnRevoked(context.Context, AnyStream, map[string][]int32) {}
 
-// OnLost drops the metrics of the lost partitions.
-func (MetricsRebalanceListener) OnLost(_ context.Context, s AnyStream, lost map[string][]int32) {
-	s.dropPartitionMetrics(lost)
-}
+// OnLost does nothing: the lost partitions' series are gone already.
+func (MetricsRebalanceListener) OnLost(context.Context, AnyStream, map[string][]int32) {}
 
 // ManualCommitRebalanceListener commits the records yielded so far before
 // partitions are revoked, so that with ManualCommit a rebalance (or Close)
@@ -96,15 +90,13 @@ type ManualCommitRebalanceListener struct {
 	MetricsRebalanceListener
 }
 
-// OnRevoked commits the records yielded so far, then drops the metrics of
-// the revoked partitions.
-func (l ManualCommitRebalanceListener) OnRevoked(ctx context.Context, s AnyStream, revoked map[string][]int32) {
+// OnRevoked commits the records yielded so far.
+func (ManualCommitRebalanceListener) OnRevoked(ctx context.Context, s AnyStream, _ map[string][]int32) {
 	if err := s.Commit(ctx); err != nil {
 		if h, ok := s.(*streamHandle); ok {
 			h.ss.log.Error("commit before revoke failed; records yielded since the last commit will be delivered again", "err", err)
 		}
 	}
-	l.MetricsRebalanceListener.OnRevoked(ctx, s, revoked)
 }
 
 // ListenerFuncs adapts functions to a RebalanceListener; a nil function is
@@ -163,11 +155,7 @@ func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 	}
 	ss.log.Info("partitions assigned", "partitions", assigned)
 	ss.noteRebalance("assigned")
-	ss.inListener.Add(1)
-	defer ss.inListener.Add(-1)
-	for _, l := range ss.cfg.listeners {
-		l.OnAssigned(ctx, ss.handle, cloneAssignment(assigned))
-	}
+	ss.callListeners(func(l RebalanceListener) { l.OnAssigned(ctx, ss.handle, cloneAssignment(assigned)) })
 }
 
 // adjustOffsets applies initial offsets to newly assigned partitions and
@@ -206,11 +194,7 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	}
 	ss.log.Info("partitions revoked", "partitions", revoked)
 	ss.noteRebalance("revoked")
-	ss.inListener.Add(1)
-	for _, l := range ss.cfg.listeners {
-		l.OnRevoked(ctx, ss.handle, cloneAssignment(revoked))
-	}
-	ss.inListener.Add(-1)
+	ss.callListeners(func(l RebalanceListener) { l.OnRevoked(ctx, ss.handle, cloneAssignment(revoked)) })
 	ss.disown(revoked)
 }
 
@@ -221,12 +205,18 @@ func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 	ss.dropBuffered(lost)
 	ss.log.Warn("partitions lost", "partitions", lost)
 	ss.noteRebalance("lost")
-	ss.inListener.Add(1)
-	for _, l := range ss.cfg.listeners {
-		l.OnLost(ctx, ss.handle, cloneAssignment(lost))
-	}
-	ss.inListener.Add(-1)
+	ss.callListeners(func(l RebalanceListener) { l.OnLost(ctx, ss.handle, cloneAssignment(lost)) })
 	ss.disown(lost)
+}
+
+// callListeners calls each listener in order, counted as running so that
+// Close and Stop called from one do not wait for the callback to end.
+func (ss *session) callListeners(call func(RebalanceListener)) {
+	ss.inListener.Add(1)
+	defer ss.inListener.Add(-1)
+	for _, l := range ss.cfg.listeners {
+		call(l)
+	}
 }
 
 // onCallbackBlocked runs (in a goroutine of franz-go's) when a rebalance

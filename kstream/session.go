@@ -67,8 +67,7 @@ type session struct {
 	dirty        bool // some partition has processed > pushed
 	initialLeft  map[topicPartition]int64
 	assignedOnce bool
-	seeks        map[string]map[int32]kgo.EpochOffset // direct mode initial offsets to apply
-	drain        func()                               // waits for a dispatcher's records in flight
+	drain        func() // waits for a dispatcher's records in flight
 }
 
 func openSession(ctx context.Context, cfg *config, name string, in inherited) (*session, error) {
