@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binDir = dir
+	stopWatchdog := startWatchdog()
 	code := m.Run()
+	stopWatchdog()
 	os.RemoveAll(dir)
 	if err := writeReport(); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos: report:", err)
@@ -105,6 +107,7 @@ func requireChaos(t testing.TB) {
 	if os.Getenv("CHAOS") != "1" {
 		t.Skip("chaos scenario: set CHAOS=1 to run it (make chaos; make chaos-short for the bounded subset)")
 	}
+	track(t.Name(), t.Cleanup)
 }
 
 // row is one line of the results table.
@@ -130,6 +133,7 @@ var (
 // t failed.
 func report(t testing.TB, r *row) {
 	start := time.Now()
+	track(t.Name(), t.Cleanup)
 	t.Cleanup(func() {
 		r.Wall = time.Since(start)
 		r.Failed = t.Failed()
