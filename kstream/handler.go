@@ -103,7 +103,7 @@ func (s *Stream[T]) attach(e *Engine) error {
 		return fmt.Errorf("%w: stream %q", ErrNoFunction, s.name)
 	case s.eng != nil && s.eng != e:
 		return fmt.Errorf("kstream: stream %q already belongs to engine %q", s.name, s.eng.name)
-	case s.sess != nil:
+	case s.sess != nil || s.opening != nil:
 		return fmt.Errorf("kstream: stream %q is open; an engine opens the streams it runs", s.name)
 	case s.cfg.concurrency.mode != concurrencySerial && s.fn.handler == nil:
 		return fmt.Errorf("%w: stream %q: %v", ErrInvalidOption, s.name, errConcurrencyNeedsHandle)
@@ -141,7 +141,7 @@ func (s *Stream[T]) topicsForLog() []string {
 // and makes a close already in progress stop waiting for the brokers.
 func (s *Stream[T]) forceClose() error {
 	s.mu.Lock()
-	ss := s.sess
+	ss := s.currentSessionLocked()
 	if ss == nil {
 		ss = s.closingSS
 	}
@@ -157,9 +157,18 @@ func (s *Stream[T]) metricsSet() *metricsSet { return s.cfg.metricsOf(s.inherite
 // inListener reports whether one of the stream's listeners is running.
 func (s *Stream[T]) inListener() bool {
 	s.mu.Lock()
-	ss := s.sess
+	ss := s.currentSessionLocked()
 	s.mu.Unlock()
 	return ss != nil && ss.inListener.Load() > 0
+}
+
+// currentSessionLocked returns the open session or, during an Open, the
+// session being opened (whose listeners may already run).
+func (s *Stream[T]) currentSessionLocked() *session {
+	if s.sess == nil && s.opening != nil {
+		return s.opening.ss.Load()
+	}
+	return s.sess
 }
 
 // run opens the stream, runs its function until loopCtx is done or the

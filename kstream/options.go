@@ -60,6 +60,10 @@ const DefaultFetchMaxWait = 500 * time.Millisecond
 const DefaultCloseTimeout = 30 * time.Second
 
 type config struct {
+	// testBeforePing, set by in-package tests only, runs in openSession
+	// between starting the client and pinging the brokers.
+	testBeforePing func()
+
 	brokers     []string
 	topics      []string
 	pattern     string

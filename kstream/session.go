@@ -70,7 +70,7 @@ type session struct {
 	drain        func() // waits for a dispatcher's records in flight
 }
 
-func openSession(ctx context.Context, cfg *config, name string, in inherited) (*session, error) {
+func openSession(ctx context.Context, cfg *config, name string, in inherited, publish func(*session)) (*session, error) {
 	brokers, clientOpts, logger := cfg.connection(in)
 	ss := &session{
 		cfg:     cfg,
@@ -90,6 +90,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 		ss.log = ss.log.With("group", cfg.group)
 	}
 	ss.handle = &streamHandle{name: name, ss: ss}
+	publish(ss) // before the client exists: its listeners may run before openSession returns
 	if len(cfg.initial) > 0 {
 		ss.initialLeft = make(map[topicPartition]int64, len(cfg.initial))
 		for _, o := range cfg.initial {
@@ -146,12 +147,14 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited) (*
 	}
 	ss.cl = cl
 	if err := checkClientOptions(cl, cfg); err != nil {
-		cl.Close()
+		ss.closeUnopened()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
+	if cfg.testBeforePing != nil {
+		cfg.testBeforePing()
+	}
 	if err := cl.Ping(ctx); err != nil {
-		ss.stopFetching()
-		cl.Close()
+		ss.closeUnopened()
 		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
 	}
 	// The timer pushes marks itself, so that records processed before a
@@ -601,6 +604,26 @@ func (ss *session) doClose(timeout time.Duration) error {
 	}
 	ss.log.Debug("stream closed")
 	return err
+}
+
+// closeUnopened closes the client of a session that failed to open. The
+// group may have been joined already, and a listener may be running: as in
+// doClose, leaving the group is bounded by DefaultCloseTimeout, and when
+// called from a listener the client finishes closing once it returns.
+func (ss *session) closeUnopened() {
+	ss.stopFetching()
+	closed := make(chan struct{})
+	go func() {
+		ss.cl.CloseAllowingRebalance()
+		close(closed)
+	}()
+	if ss.inListener.Load() > 0 {
+		return
+	}
+	deadline := time.AfterFunc(DefaultCloseTimeout, ss.abort)
+	<-closed
+	deadline.Stop()
+	ss.abort()
 }
 
 // dropUnknownInitialPartitions warns about, and forgets, initial offsets of

@@ -37,7 +37,8 @@ type Stream[T any] struct {
 
 	mu        sync.Mutex
 	sess      *session
-	closingSS *session // a session Close is closing, for a concurrent Close to wait on
+	opening   *openAttempt // an Open in progress (s.mu is not held while connecting)
+	closingSS *session     // a session Close is closing, for a concurrent Close to wait on
 	state     streamState
 	ranging   bool
 	inherited inherited // from the engine the stream was added to
@@ -114,20 +115,20 @@ func (s *Stream[T]) Assignment() map[string][]int32 {
 // if the stream is open.
 func (s *Stream[T]) Open(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	for s.opening != nil {
+		if err := s.waitOpeningLocked(ctx); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
 	if s.sess != nil {
+		s.mu.Unlock()
 		return ErrAlreadyOpen
 	}
-	return s.openLocked(ctx)
-}
-
-func (s *Stream[T]) openLocked(ctx context.Context) error {
-	ss, err := openSession(ctx, &s.cfg, s.name, s.inherited)
-	if err != nil {
-		return err
-	}
-	s.sess, s.state = ss, stateOpen
-	return nil
+	op := s.beginOpenLocked()
+	s.mu.Unlock()
+	_, err := s.finishOpen(ctx, op)
+	return err
 }
 
 // Close stops the stream: it commits the records processed so far (not with
@@ -142,6 +143,19 @@ func (s *Stream[T]) openLocked(ctx context.Context) error {
 // bounded by DefaultCloseTimeout.
 func (s *Stream[T]) Close() error {
 	s.mu.Lock()
+	if op := s.opening; op != nil {
+		// An Open in progress: it gives up, and closes what it opened.
+		op.closeRequested = true
+		if op.cancel != nil {
+			op.cancel()
+		}
+		s.mu.Unlock()
+		if ss := op.ss.Load(); ss != nil && ss.inListener.Load() > 0 {
+			return nil // from its listener: the Open finishes once it returns
+		}
+		<-op.done
+		s.mu.Lock()
+	}
 	ss := s.sess
 	if ss == nil {
 		ss = s.closingSS // wait for a Close in progress
@@ -215,12 +229,25 @@ func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func()
 		return nil, nil, ErrConcurrentRange
 	}
 	auto := false
-	if s.sess == nil {
+	for s.sess == nil {
 		if s.state == stateClosed {
 			s.mu.Unlock()
 			return nil, nil, ErrClosed
 		}
-		if err := s.openLocked(ctx); err != nil {
+		if s.opening != nil {
+			if err := s.waitOpeningLocked(ctx); err != nil {
+				s.mu.Unlock()
+				return nil, nil, err
+			}
+			continue
+		}
+		op := s.beginOpenLocked()
+		s.ranging = true // the range is claimed while it opens
+		s.mu.Unlock()
+		_, err := s.finishOpen(ctx, op)
+		s.mu.Lock()
+		s.ranging = false
+		if err != nil {
 			s.mu.Unlock()
 			return nil, nil, err
 		}
