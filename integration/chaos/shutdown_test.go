@@ -412,6 +412,10 @@ func countLost(l *kstreamtest.Ledger, produced kstreamtest.Offsets, topic string
 // OnRevoked and in OnAssigned, while records keep coming. Each must return
 // within its bound, the stream's loop must end, nothing may be lost or
 // processed twice (every stop is graceful), and no goroutine may remain.
+// The one exception is documented behaviour: Stream.Close from another
+// goroutine while a Records loop's body runs leaves that record uncommitted,
+// so it alone may come again. A Close during Open (the first assignment can
+// come before Open returns) makes Open return ErrClosed.
 //
 // Bounds: Close returns without waiting for the group leave when called
 // from a callback, so 5s is generous; Engine.Stop is given a 3s deadline
@@ -502,7 +506,13 @@ func TestShutdownCloseFromListener(t *testing.T) {
 				close(ranged)
 			} else {
 				if err := s.Open(ctx); err != nil {
-					t.Fatal(err)
+					// Closed by its listener while Open still connected
+					// (the assignment can come before Open returns):
+					// Open gives up with ErrClosed.
+					if !errors.Is(err, kstream.ErrClosed) || !fired.Load() {
+						t.Fatal(err)
+					}
+					t.Logf("closed by the listener during Open: %v", err)
 				}
 				go func() {
 					defer close(ranged)
@@ -554,7 +564,17 @@ func TestShutdownCloseFromListener(t *testing.T) {
 				t.Errorf("member leave: %v", err)
 			}
 			ledger.AssertAtLeastOnce(t, c.Produced(t, topic))
-			ledger.AssertNoDuplicates(t)
+			if !tc.engine && !tc.direct {
+				// Close from another goroutine while the loop body runs:
+				// the record in hand is not committed (the body has not
+				// returned to the iterator), so the next owner gets it
+				// again. That one record, and no other, may repeat.
+				if dups := ledger.Total() - ledger.Count(); dups > 1 {
+					t.Errorf("%d records processed twice; Close from another goroutine may repeat only the record in hand", dups)
+				}
+			} else {
+				ledger.AssertNoDuplicates(t)
+			}
 			r.Lost += countLost(&ledger, c.Produced(t, topic), topic)
 			r.Duplicated += int64(ledger.Total() - ledger.Count())
 			checkLeaks(10 * time.Second)
