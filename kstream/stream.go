@@ -112,7 +112,9 @@ func (s *Stream[T]) Assignment() map[string][]int32 {
 // Open connects to the brokers and subscribes; with a group it starts
 // joining it. ctx bounds connecting: Open returns once a broker answered,
 // without waiting for partitions to be assigned. Open returns ErrAlreadyOpen
-// if the stream is open.
+// if the stream is open. The group's first assignment, and so the rebalance
+// listeners, can run before Open returns; if Close is called meanwhile (by
+// a listener, say), Open gives up and returns ErrClosed.
 func (s *Stream[T]) Open(ctx context.Context) error {
 	s.mu.Lock()
 	for s.opening != nil {
