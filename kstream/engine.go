@@ -274,6 +274,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		kgo.WithLogger(newKgoLogger(e.log)),
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.RecordPartitioner(newPartitioner()),
+		kgo.ProducerLinger(0), // Send waits for each record: see producer.go
 	}, e.cfg.metrics.clientOpts(e.name+"-producer")...)
 	popts = append(popts, opts...)
 	producer, err := kgo.NewClient(popts...)

@@ -3,6 +3,7 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,7 +38,7 @@ func WithHeader(key string, value []byte) SendOption {
 func ToPartition(p int32) SendOption {
 	return func(r *kgo.Record) {
 		r.Partition = p
-		r.Context = context.WithValue(r.Context, manualPartition{}, true)
+		r.Context = &sendCtx{Context: orBackground(r.Context), manual: true}
 	}
 }
 
@@ -58,23 +59,50 @@ type Message[T any] struct {
 // answering (the record may then still be written: retrying it can
 // duplicate it). It returns ErrEngineNotStarted before Start and after Stop
 // has finished; during a stop, handlers finishing their records may still
-// send.
+// send. To send without waiting for each acknowledgement, use SendAsync.
+//
+// The engine's producer does not linger (franz-go's default is 10ms): a
+// record is sent as soon as no request to its partition is in flight, so
+// Send takes one round trip. With ClientOptions(kgo.ProducerLinger(d)),
+// each Send may wait up to d for more records to batch with, as a send
+// followed by a wait does with Kafka's Java client.
 func (e *Engine) Send(ctx context.Context, topic string, value []byte, opts ...SendOption) (RecordMetadata, error) {
+	return e.send(ctx, topic, nil, value, opts)
+}
+
+// send is Send with a key set before the options (which may replace it).
+func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts []SendOption) (RecordMetadata, error) {
 	producer, err := e.activeProducer()
 	if err != nil {
 		return RecordMetadata{}, err
 	}
-	r := &kgo.Record{Topic: topic, Value: value, Context: ctx}
-	for _, o := range opts {
-		o(r)
+	ctx = orBackground(ctx)
+	op := newSendOp(ctx, topic, key, value, opts)
+	// Produce, and a wait of our own rather than ProduceSync's: it
+	// allocates nothing, and it returns at ctx's end even when the record
+	// is not the first of its batch (franz-go fails a batch by the context
+	// of its first record only). The producer does not linger (see
+	// Engine.Start), so nothing waits for more records to batch.
+	producer.Produce(ctx, &op.rec, op.signal)
+	select {
+	case err = <-op.acked:
+	case <-ctx.Done():
+		select {
+		case err = <-op.acked: // both were ready
+		default:
+			// franz-go still has the record and calls back later: op
+			// is left to it, and to the garbage collector after that.
+			e.noteSent(topic, 1, ctx.Err())
+			return RecordMetadata{}, fmt.Errorf("kstream: send to topic %q: %w", topic, ctx.Err())
+		}
 	}
-	res := producer.ProduceSync(ctx, r)
-	err = res.FirstErr()
+	md := metadataOf(&op.rec)
+	op.release()
 	e.noteSent(topic, 1, err)
 	if err != nil {
 		return RecordMetadata{}, fmt.Errorf("kstream: send to topic %q: %w", topic, err)
 	}
-	return metadataOf(res[0].Record), nil
+	return md, nil
 }
 
 // SendBatch produces records to topic and waits until all are
@@ -85,9 +113,12 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 	if err != nil {
 		return nil, err
 	}
+	// One sendCtx for the batch: the partitioner finds at once that no
+	// record has a partition of its own.
+	sc := &sendCtx{Context: orBackground(ctx)}
 	recs := make([]*kgo.Record, len(msgs))
 	for i, m := range msgs {
-		recs[i] = &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Context: ctx}
+		recs[i] = &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Context: sc}
 	}
 	res := producer.ProduceSync(ctx, recs...)
 	failed := 0
@@ -156,7 +187,7 @@ func (p *Producer[T]) Send(ctx context.Context, key []byte, v T, opts ...SendOpt
 	if err != nil {
 		return RecordMetadata{}, fmt.Errorf("kstream: encode value for topic %q: %w", p.topic, err)
 	}
-	return p.eng.Send(ctx, p.topic, b, append([]SendOption{WithKey(key)}, opts...)...)
+	return p.eng.send(ctx, p.topic, key, b, opts)
 }
 
 // SendBatch encodes and sends msgs, as Engine.SendBatch does. Nothing is
@@ -173,31 +204,46 @@ func (p *Producer[T]) SendBatch(ctx context.Context, msgs ...Message[T]) ([]Reco
 	return p.eng.SendBatch(ctx, p.topic, raw...)
 }
 
-// manualPartition marks, in a record's Context, a record sent with
-// ToPartition.
-type manualPartition struct{}
+// partitioner honours ToPartition and otherwise partitions as franz-go's
+// default does, which is what Kafka's Java client does since Kafka 3.3:
+// murmur2 of the key; records without a key go to one partition until 64
+// KiB have gone there, then to another, preferring partitions with less
+// buffered (KIP-794's uniform sticky partitioning).
+//
+// franz-go's older StickyKeyPartitioner (KIP-480) switches partitions on a
+// new batch, which franz-go implements by building the batch, dropping it
+// and partitioning again, under a lock held while buffering: two
+// allocations and a lock per record when every record is a batch of its
+// own, as with Send.
+type partitioner struct{}
 
-// partitioner honours ToPartition and otherwise partitions as Kafka's Java
-// client does: murmur2 of the key, sticky batches for records without one.
-type partitioner struct{ byKey kgo.Partitioner }
+func newPartitioner() kgo.Partitioner { return partitioner{} }
 
-func newPartitioner() kgo.Partitioner {
-	return partitioner{byKey: kgo.StickyKeyPartitioner(nil)}
+var uniformBytes = kgo.UniformBytesPartitioner(64<<10, true, true, nil)
+
+func (partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	// franz-go's UniformBytesPartitioner partitions by backlog.
+	return &topicPartitioner{byKey: uniformBytes.ForTopic(topic).(kgo.TopicBackupPartitioner)}
 }
 
-func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
-	return &topicPartitioner{byKey: p.byKey.ForTopic(topic)}
-}
-
-type topicPartitioner struct{ byKey kgo.TopicPartitioner }
-
+// isManual reports whether r was given a partition with ToPartition.
 func isManual(r *kgo.Record) bool {
+	if c, ok := r.Context.(*sendCtx); ok {
+		return c.manual
+	}
 	if r.Context == nil {
 		return false
 	}
-	manual, _ := r.Context.Value(manualPartition{}).(bool)
-	return manual
+	// The caller's context, or one that a hook (OnProduceRecordBuffered
+	// runs before partitioning) made around a sendCtx.
+	c, _ := r.Context.Value(sendCtxKey{}).(*sendCtx)
+	return c != nil && c.manual
 }
+
+// topicPartitioner partitions one topic. franz-go calls only
+// PartitionByBackup on a TopicBackupPartitioner; Partition is there for the
+// interface.
+type topicPartitioner struct{ byKey kgo.TopicBackupPartitioner }
 
 func (t *topicPartitioner) RequiresConsistency(r *kgo.Record) bool {
 	return isManual(r) || t.byKey.RequiresConsistency(r)
@@ -210,9 +256,94 @@ func (t *topicPartitioner) Partition(r *kgo.Record, n int) int {
 	return t.byKey.Partition(r, n)
 }
 
-// OnNewBatch keeps the sticky partitioning of keyless records working.
-func (t *topicPartitioner) OnNewBatch() {
-	if nb, ok := t.byKey.(kgo.TopicPartitionerOnNewBatch); ok {
-		nb.OnNewBatch()
+func (t *topicPartitioner) PartitionByBackup(r *kgo.Record, n int, backup kgo.TopicBackupIter) int {
+	if isManual(r) {
+		return int(r.Partition)
 	}
+	return t.byKey.PartitionByBackup(r, n, backup)
+}
+
+// sendCtx wraps the context of a record sent with ToPartition, which the
+// partitioner reads (it keeps the caller's context, which hooks such as
+// tracing read). SendBatch gives its records one sendCtx that is not manual,
+// which tells the partitioner so at once.
+type sendCtx struct {
+	context.Context
+	manual bool
+}
+
+type sendCtxKey struct{}
+
+func (c *sendCtx) Value(key any) any {
+	if key == (sendCtxKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func orBackground(ctx context.Context) context.Context {
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
+}
+
+// sendOp is one record of Send or SendAsync, with what it needs until
+// franz-go calls back for it. sendOps are pooled: a send allocates neither
+// the record nor a callback, so that kstream adds no allocation per record
+// to franz-go's own.
+//
+// franz-go does not touch a record once it has called its promise, so the
+// sendOp is free again once the promise has run (SendAsync) or signalled
+// (Send). A Send that returns at its context's end, before the promise,
+// leaves its sendOp to franz-go for good. (The record's Context, which
+// franz-go may still read after the promise, is the caller's, or a sendCtx
+// of ToPartition's own: never part of the sendOp.)
+type sendOp struct {
+	rec kgo.Record
+
+	// Send: signal is the promise, which sends the outcome on acked.
+	acked  chan error
+	signal func(*kgo.Record, error)
+
+	// SendAsync: finish is the promise, which calls done.
+	eng    *Engine
+	done   func(RecordMetadata, error)
+	finish func(*kgo.Record, error)
+}
+
+// The promises are bound once per sendOp: a method value made per send
+// would be an allocation.
+var sendOps sync.Pool
+
+func init() {
+	// Set here: finishAsync puts sendOps back in the pool, which would make
+	// the pool's initializer refer to itself.
+	sendOps.New = func() any {
+		op := &sendOp{acked: make(chan error, 1)}
+		op.signal = op.signalAcked
+		op.finish = op.finishAsync
+		return op
+	}
+}
+
+func (op *sendOp) signalAcked(_ *kgo.Record, err error) { op.acked <- err }
+
+// newSendOp returns a pooled sendOp whose record is ready to produce: topic,
+// key and value, then the options applied.
+func newSendOp(ctx context.Context, topic string, key, value []byte, opts []SendOption) *sendOp {
+	op := sendOps.Get().(*sendOp)
+	op.rec = kgo.Record{Topic: topic, Key: key, Value: value, Context: ctx}
+	for _, o := range opts {
+		o(&op.rec)
+	}
+	return op
+}
+
+// release clears op, so that the pool holds nothing of the caller's, and
+// puts it back.
+func (op *sendOp) release() {
+	op.rec = kgo.Record{}
+	op.eng, op.done = nil, nil
+	sendOps.Put(op)
 }

@@ -1,0 +1,134 @@
+package kstream
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// SendAsync produces a record to topic without waiting for its
+// acknowledgement: it hands the record to the producer and returns, and
+// done is called with the record's metadata, or an error, once the outcome
+// is known. Use it to send many records quickly (the producer batches
+// them), then Flush to wait for all of them; use Send to wait for each.
+//
+// done is called exactly once per SendAsync, with every outcome:
+//
+//   - ErrEngineNotStarted before Start and after Stop has finished;
+//   - an error naming the topic when the record could not be written
+//     (franz-go's error wrapped, so errors.Is works: for instance
+//     ctx's error when ctx ends before the record is acknowledged);
+//   - the record's metadata and a nil error when the brokers acknowledged it.
+//
+// ErrEngineNotStarted is given to done on the calling goroutine, before
+// SendAsync returns. Every other outcome is given on a goroutine of
+// franz-go's that calls back for all records of the engine one after the
+// other, so done must be quick and must not block: in particular it must not
+// call Send, SendBatch, Flush or Stop, which wait on that goroutine (to send
+// from done, start a goroutine). For the records of one partition, done
+// calls come in the order of acknowledgement, which is the order of the
+// SendAsync calls.
+//
+// done may be nil: then a failure is logged at error level with the topic
+// and the error, so that nothing fails silently. The engine's metrics count
+// each record sent and each one that failed, as for Send (a record refused
+// with ErrEngineNotStarted is not counted: a stopped engine has no series).
+//
+// ctx bounds the record's life as for Send: when it ends before the record
+// is acknowledged, the record fails with ctx's error (it may still have been
+// written). SendAsync blocks while the producer holds as many records as it
+// may buffer (franz-go's MaxBufferedRecords, 10 000 by default) until there
+// is room or ctx ends. During a stop, handlers finishing their records may
+// still send: Stop flushes the producer after the streams have stopped, so
+// their done functions are called before Stop returns unless Stop's deadline
+// passes first (records still unsent then fail with franz-go's
+// ErrClientClosed, and their done functions may run just after Stop
+// returns).
+//
+// The options are those of Send. value, the key and the headers must not be
+// modified until done is called.
+func (e *Engine) SendAsync(ctx context.Context, topic string, value []byte, done func(RecordMetadata, error), opts ...SendOption) {
+	e.sendAsync(ctx, topic, nil, value, done, opts)
+}
+
+func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte, done func(RecordMetadata, error), opts []SendOption) {
+	producer, err := e.activeProducer()
+	if err != nil {
+		e.sendFailed(topic, done, err, false)
+		return
+	}
+	ctx = orBackground(ctx)
+	op := newSendOp(ctx, topic, key, value, opts)
+	op.eng, op.done = e, done
+	producer.Produce(ctx, &op.rec, op.finish)
+}
+
+// finishAsync is a SendAsync record's promise.
+func (op *sendOp) finishAsync(r *kgo.Record, err error) {
+	e, done, topic := op.eng, op.done, r.Topic
+	var md RecordMetadata
+	if err == nil {
+		md = metadataOf(r)
+	}
+	op.release()
+	e.noteSent(topic, 1, err)
+	if err != nil {
+		e.sendFailed(topic, done, fmt.Errorf("kstream: send to topic %q: %w", topic, err), false)
+		return
+	}
+	if done != nil {
+		done(md, nil)
+	}
+}
+
+// sendFailed reports a SendAsync failure to done, or logs it when done is
+// nil; count says whether the failure is still to be counted in the
+// metrics (it is not on an engine that is not running, which has no
+// series).
+func (e *Engine) sendFailed(topic string, done func(RecordMetadata, error), err error, count bool) {
+	if count {
+		if _, notRunning := e.activeProducer(); notRunning == nil {
+			e.noteSent(topic, 1, err)
+		}
+	}
+	if done != nil {
+		done(RecordMetadata{}, err)
+		return
+	}
+	e.log.Error("send failed", "topic", topic, "err", err)
+}
+
+// Flush waits until every record sent so far (with SendAsync, and by
+// concurrent Send and SendBatch calls) has been acknowledged or has failed,
+// and their done functions have returned. Records sent while it waits may
+// be waited for too. It returns ctx's error if ctx ends first, and
+// ErrEngineNotStarted before Start and after Stop has finished (Stop flushes
+// by itself).
+func (e *Engine) Flush(ctx context.Context) error {
+	producer, err := e.activeProducer()
+	if err != nil {
+		return err
+	}
+	if err := producer.Flush(ctx); err != nil {
+		return fmt.Errorf("kstream: engine %q: flush: %w", e.name, err)
+	}
+	return nil
+}
+
+// SendAsync encodes v and sends it with the given key (nil for none), as
+// Engine.SendAsync does. A value that fails to encode is not sent: done is
+// called with the encoding error, on the calling goroutine before SendAsync
+// returns (and, when done is nil, the error is logged and counted as a
+// failed send).
+func (p *Producer[T]) SendAsync(ctx context.Context, key []byte, v T, done func(RecordMetadata, error), opts ...SendOption) {
+	b, err := p.enc.Encode(v)
+	if err != nil {
+		err = fmt.Errorf("kstream: encode value for topic %q: %w", p.topic, err)
+		// Counted only when done is nil, where it would otherwise show
+		// in the log alone; Send does not count encoding errors either.
+		p.eng.sendFailed(p.topic, done, err, done == nil)
+		return
+	}
+	p.eng.sendAsync(ctx, p.topic, key, b, done, opts)
+}

@@ -1,0 +1,225 @@
+package kstream_test
+
+// Producing one record at a time, waiting for each acknowledgement: raw
+// franz-go ProduceSync against Engine.Send and Producer.Send, in one process
+// with an in-process cluster. Run with
+//
+//	go test -run '^$' -bench 'BenchmarkSend' -benchmem ./kstream
+//	go test -run '^$' -bench 'BenchmarkSend/engine' -benchmem -memprofile mem.out ./kstream
+//
+// One op is one record: a round trip to the in-process broker. Allocations
+// are the process's (-benchmem), so they include the broker's work for the
+// request, which is the same for every client: only the differences between
+// sub-benchmarks are the clients' own.
+//
+// BenchmarkSendAsync does the same pipelined: franz-go Produce with a
+// callback against Engine.SendAsync and Producer.SendAsync, with one Flush
+// at the end of each b.N.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gokstreams/kstreams/codec"
+	"github.com/gokstreams/kstreams/kstream"
+	"github.com/gokstreams/kstreams/kstreamtest"
+)
+
+const sendBenchPartitions = 6
+
+func sendBenchCluster(b *testing.B) (brokers []string, topic string) {
+	b.Helper()
+	topic = fmt.Sprintf("bench-send-%d-%d", benchRunID, benchGroupSeq.Add(1))
+	c, err := kstreamtest.Start(kstreamtest.Topic(topic, sendBenchPartitions))
+	if err != nil {
+		b.Fatalf("start cluster: %v", err)
+	}
+	b.Cleanup(c.Close)
+	return c.Brokers(), topic
+}
+
+func sendBenchEngine(b *testing.B, brokers []string) *kstream.Engine {
+	b.Helper()
+	eng, err := kstream.NewEngine(kstream.Brokers(brokers...),
+		kstream.Logger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), benchSessionLimit)
+	defer cancel()
+	if err := eng.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := eng.Stop(ctx); err != nil {
+			b.Errorf("Stop: %v", err)
+		}
+	})
+	return eng
+}
+
+func BenchmarkSend(b *testing.B) {
+	brokers, topic := sendBenchCluster(b)
+	value := make([]byte, benchValueSize)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+
+	b.Run("franz-go", func(b *testing.B) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value}).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("engine", func(b *testing.B) {
+		eng := sendBenchEngine(b, brokers)
+		if _, err := eng.Send(ctx, topic, value); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := eng.Send(ctx, topic, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("engine-background", func(b *testing.B) {
+		// A context that cannot end: franz-go has nothing to watch.
+		eng := sendBenchEngine(b, brokers)
+		bg := context.Background()
+		if _, err := eng.Send(bg, topic, value); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := eng.Send(bg, topic, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("engine-key", func(b *testing.B) {
+		eng := sendBenchEngine(b, brokers)
+		key := []byte("key")
+		if _, err := eng.Send(ctx, topic, value, kstream.WithKey(key)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := eng.Send(ctx, topic, value, kstream.WithKey(key)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("engine-partition", func(b *testing.B) {
+		eng := sendBenchEngine(b, brokers)
+		if _, err := eng.Send(ctx, topic, value, kstream.ToPartition(1)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := eng.Send(ctx, topic, value, kstream.ToPartition(1)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("producer", func(b *testing.B) {
+		eng := sendBenchEngine(b, brokers)
+		p := kstream.NewProducer(eng, topic, codec.Bytes())
+		if _, err := p.Send(ctx, nil, value); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := p.Send(ctx, nil, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+func BenchmarkSendAsync(b *testing.B) {
+	brokers, topic := sendBenchCluster(b)
+	value := make([]byte, benchValueSize)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	var failed atomic.Int64
+
+	b.Run("franz-go", func(b *testing.B) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		cb := func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, cb)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("engine", func(b *testing.B) {
+		eng := sendBenchEngine(b, brokers)
+		if _, err := eng.Send(ctx, topic, value); err != nil {
+			b.Fatal(err)
+		}
+		done := func(_ kstream.RecordMetadata, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			eng.SendAsync(ctx, topic, value, done)
+		}
+		if err := eng.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("producer", func(b *testing.B) {
+		eng := sendBenchEngine(b, brokers)
+		p := kstream.NewProducer(eng, topic, codec.Bytes())
+		if _, err := p.Send(ctx, nil, value); err != nil {
+			b.Fatal(err)
+		}
+		done := func(_ kstream.RecordMetadata, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			p.SendAsync(ctx, nil, value, done)
+		}
+		if err := eng.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d sends failed", n)
+	}
+}
