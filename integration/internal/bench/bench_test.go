@@ -90,7 +90,8 @@ func TestSelection(t *testing.T) {
 		{[]string{"consume", "sarama"}, scenarioConsume, "franz-go,sarama"},
 		{[]string{"produce-async/kafka-go"}, scenarioProduceAsync, "franz-go,kafka-go"},
 		{[]string{"produce-async/kafka-go"}, scenarioConsume, ""},
-		{[]string{"kstream-producer"}, scenarioProduceAsync, ""},
+		{[]string{"kstream-producer"}, scenarioProduceAsync, "franz-go,kstream-producer"},
+		{[]string{"kstream-producer"}, scenarioConsume, ""},
 	} {
 		sel, err := newSelection(tc.only)
 		if err != nil {

@@ -97,9 +97,14 @@ var producers = map[string]map[string]producer{
 			run:  produceFranzAsync,
 		},
 		"kstream-send": {
-			name: "kstream Engine.SendBatch(all)",
-			how:  "one Engine.SendBatch with every record (kstream has no callback API; SendBatch pipelines internally)",
-			run:  produceKstreamSendAll,
+			name: "kstream Engine.SendAsync+Flush",
+			how:  "Engine.SendAsync(ctx, topic, value, done) per record, then Engine.Flush",
+			run:  produceKstreamSendAsync,
+		},
+		"kstream-producer": {
+			name: "kstream Producer.SendAsync+Flush",
+			how:  "Producer[[]byte] (codec.Bytes) SendAsync(ctx, nil, value, done) per record, then Engine.Flush",
+			run:  produceKstreamProducerAsync,
 		},
 		"kafka-go": {
 			name: "kafka-go Writer Async",
@@ -305,22 +310,60 @@ func produceKstreamProducerBatch(ctx context.Context, sp spec, m *meter, v value
 	return n, nil
 }
 
-func produceKstreamSendAll(ctx context.Context, sp spec, m *meter, v values) (int64, error) {
+// asyncAcks counts the records a SendAsync run had acknowledged and keeps
+// its first error.
+type asyncAcks struct {
+	acked    atomic.Int64
+	firstErr atomic.Pointer[error]
+}
+
+func (a *asyncAcks) done(_ kstream.RecordMetadata, err error) {
+	if err != nil {
+		a.firstErr.CompareAndSwap(nil, &err)
+		return
+	}
+	a.acked.Add(1)
+}
+
+// wait flushes eng and returns what was acknowledged, or the first error.
+func (a *asyncAcks) wait(ctx context.Context, eng *kstream.Engine, m *meter) (int64, error) {
+	if err := eng.Flush(ctx); err != nil {
+		return a.acked.Load(), err
+	}
+	if e := a.firstErr.Load(); e != nil {
+		return a.acked.Load(), *e
+	}
+	m.Stop()
+	return a.acked.Load(), nil
+}
+
+func produceKstreamSendAsync(ctx context.Context, sp spec, m *meter, v values) (int64, error) {
 	m.Start()
 	eng, stop, err := newEngine(ctx, sp)
 	if err != nil {
 		return 0, err
 	}
 	defer stop()
-	msgs := make([]kstream.Message[[]byte], sp.Records)
-	for i := range msgs {
-		msgs[i].Value = v.at(i)
+	var a asyncAcks
+	for i := range sp.Records {
+		eng.SendAsync(ctx, sp.Topic, v.at(i), a.done)
 	}
-	if _, err := eng.SendBatch(ctx, sp.Topic, msgs...); err != nil {
+	return a.wait(ctx, eng, m)
+}
+
+func produceKstreamProducerAsync(ctx context.Context, sp spec, m *meter, v values) (int64, error) {
+	m.Start()
+	eng, stop, err := newEngine(ctx, sp)
+	if err != nil {
 		return 0, err
 	}
-	m.Stop()
-	return int64(len(msgs)), nil
+	defer stop()
+	p := kstream.NewProducer(eng, sp.Topic, codec.Bytes())
+	var a asyncAcks
+	for i := range sp.Records {
+		p.SendAsync(ctx, nil, v.at(i), a.done)
+	}
+	return a.wait(ctx, eng, m)
 }
 
 // newKafkaGoWriter returns a kafka-go Writer with acks=all and no
