@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/gokstreams/kstreams/kstream"
+	"github.com/gokstreams/kstreams/kstreamtest"
 )
 
 // Regression tests for engine findings of a review. Each failed before its
@@ -136,5 +139,36 @@ func TestInitialOffsetsWithoutGroupUnknownPartitionWarns(t *testing.T) {
 	}
 	if out := logs.String(); !strings.Contains(out, "initial offset ignored") || !strings.Contains(out, "partition=5") {
 		t.Fatalf("no warning for partition 5:\n%s", out)
+	}
+}
+
+// Engine.Stop returned nil when a stream's final commit failed (it was only
+// logged): the records it processed come again, and the caller must know.
+func TestStopReportsAFailedFinalCommit(t *testing.T) {
+	e := newEnv(t, 1, 3)
+	eng := e.engine()
+	e.c.FailCommit(t, "g", kerr.GroupAuthorizationFailed, kstreamtest.UntilHealed)
+	got := make(chan struct{}, 3)
+	s := e.engineStream(e.topic, "g")
+	eng.Add(s.Handle(func(context.Context, kstream.Record[string]) error {
+		got <- struct{}{}
+		return nil
+	}))
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		select {
+		case <-got:
+		case <-e.ctx.Done():
+			t.Fatal("the records never reached the handler")
+		}
+	}
+	err := eng.Stop(e.ctx)
+	if !errors.Is(err, kerr.GroupAuthorizationFailed) || !strings.Contains(err.Error(), s.Name()) {
+		t.Fatalf("Stop = %v, want the final commit's GROUP_AUTHORIZATION_FAILED naming stream %q", err, s.Name())
+	}
+	if h := eng.Health(); h.Running || h.Streams[0].State != kstream.StreamStopped {
+		t.Fatalf("a failed final commit is not a crash: health %+v", h)
 	}
 }

@@ -193,6 +193,9 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 	defer func() {
 		if cerr := s.closeSession(ss); cerr != nil {
 			s.logger().Error("closing stream", "stream", s.name, "err", cerr)
+			if err == nil {
+				err = &closeError{cerr} // reported by Stop, not a crash
+			}
 		}
 	}()
 	// A graceful stop stops fetching; the function's ctx stays live.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -68,8 +69,17 @@ type runner struct {
 	mu       sync.Mutex
 	state    StreamState
 	lastErr  error
+	closeErr error // the final commit's failure, when the stream last stopped
 	restarts int
 }
+
+// closeError is how a stream's run reports that its function ended well
+// but closing failed (the final commit): the engine's Stop reports it; it is
+// not a crash.
+type closeError struct{ err error }
+
+func (e *closeError) Error() string { return e.err.Error() }
+func (e *closeError) Unwrap() error { return e.err }
 
 func (r *runner) setState(st StreamState, err error) {
 	r.mu.Lock()
@@ -95,6 +105,9 @@ func (e *Engine) startRunner(r *runner) {
 	handlerCtx, stopHandler := context.WithCancel(context.Background())
 	r.stopLoop, r.stopHandler = stopLoop, stopHandler
 	r.done = make(chan struct{})
+	r.mu.Lock()
+	r.closeErr = nil
+	r.mu.Unlock()
 	r.setState(StreamRunning, nil)
 	go e.runLoop(r, loopCtx, handlerCtx)
 }
@@ -109,6 +122,12 @@ func (e *Engine) runLoop(r *runner, loopCtx, handlerCtx context.Context) {
 		r.setState(StreamRunning, nil)
 		started := time.Now()
 		err := r.s.run(loopCtx, handlerCtx)
+		if ce, ok := err.(*closeError); ok {
+			r.mu.Lock()
+			r.closeErr = ce.err
+			r.mu.Unlock()
+			err = nil
+		}
 		if err == nil {
 			r.setState(StreamStopped, nil)
 			return
@@ -170,6 +189,7 @@ func (e *Engine) logCrash(r *runner, err error, policy ErrorPolicy) {
 // streams of any that still run.
 func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 	var live []*runner
+	var errs []error
 	for _, r := range rs {
 		if r.done == nil {
 			continue
@@ -184,6 +204,7 @@ func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 			// the callback returns.
 			if err := r.s.forceClose(); err != nil {
 				e.log.Error("closing a stream stopped from its listener", "stream", r.name, "err", err)
+				errs = append(errs, err)
 			}
 			continue
 		}
@@ -191,8 +212,18 @@ func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 	}
 	// Wait for all, until the deadline.
 	stuck := waitRunners(ctx.Done(), live)
+	for _, r := range live {
+		if slices.Contains(stuck, r) {
+			continue
+		}
+		r.mu.Lock()
+		if r.closeErr != nil {
+			errs = append(errs, r.closeErr) // it names the stream
+		}
+		r.mu.Unlock()
+	}
 	if len(stuck) == 0 {
-		return nil
+		return errors.Join(errs...)
 	}
 	// At the deadline, cancel every remaining handler's ctx at once and
 	// give them a second together.
@@ -202,7 +233,6 @@ func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 	grace := time.NewTimer(time.Second)
 	defer grace.Stop()
 	stuck = waitRunners(grace.C, stuck)
-	var errs []error
 	for _, r := range stuck {
 		// The handler ignores its context: close the stream under it.
 		// Its record in hand is not committed.
