@@ -228,6 +228,7 @@ func (e *Engine) Add(s Runnable) error {
 // Remove stops a stream gracefully (it finishes the record in hand,
 // commits and leaves its group, bounded by ctx) and takes it from the
 // engine. The stream can then be added again, to this engine or another.
+// As Stop does, it reports a final commit that failed.
 func (e *Engine) Remove(ctx context.Context, s Runnable) error {
 	if s == nil {
 		return fmt.Errorf("%w: nil", ErrUnknownStream)
@@ -312,8 +313,9 @@ func (e *Engine) Start(ctx context.Context) error {
 // deadline on ctx, DefaultStopTimeout bounds it. When the deadline passes
 // with a handler still running, its context is canceled; if it still does
 // not return, its stream is closed without committing the record in hand
-// and Stop reports the stream. Stop on an engine that is not running
-// returns nil.
+// and Stop reports the stream. Stop also reports each stream whose final
+// commit failed (its processed records will be delivered again); neither is
+// a crash. Stop on an engine that is not running returns nil.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	switch e.state {
