@@ -59,7 +59,8 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 		return
 	}
 	ctx = orBackground(ctx)
-	op := newSendOp(ctx, topic, key, value, opts)
+	op := getAsyncOp()
+	op.prepare(ctx, topic, key, value, opts)
 	op.eng, op.done = e, done
 	producer.Produce(ctx, &op.rec, op.finish)
 }

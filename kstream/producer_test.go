@@ -152,3 +152,39 @@ func TestSendHonoursDeadlineWhenBrokerStalls(t *testing.T) {
 	close(release)
 	fake.DropControl()
 }
+
+// A Send whose record is not the first of its batch still returns by its
+// deadline: franz-go cancels a batch by the context of its first record
+// only, so Send waits for its record itself.
+func TestSendHonoursDeadlineBehindAnotherRecord(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	eng := e.engine()
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Send(e.ctx, e.topic, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	stall := e.c.StallBroker(t, -1)
+	long, cancelLong := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancelLong()
+	// The first record goes out and is held; the second waits in the next
+	// batch, whose first record it is; Send's record joins that batch.
+	eng.SendAsync(long, e.topic, []byte("held"), nil)
+	eng.SendAsync(long, e.topic, []byte("first of the next batch"), nil)
+	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := eng.Send(ctx, e.topic, []byte("behind"))
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send = %v, want the deadline", err)
+	}
+	if took > 3*time.Second {
+		t.Fatalf("Send returned after %v, deadline was 300ms", took)
+	}
+	stall.Heal()
+	if err := eng.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+}
