@@ -72,6 +72,8 @@ type Engine struct {
 	stopErr  error         // the crash that asked, for ErrorPolicyStopApplication
 	stopping chan struct{} // closed when Stop begins
 	stopped  chan struct{} // closed when Stop has finished
+
+	gone goneTopics // topics the producer must look up again
 }
 
 type engineState int

@@ -58,6 +58,7 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 		e.sendFailed(topic, done, err, false)
 		return
 	}
+	e.gone.forget(producer, topic)
 	ctx = orBackground(ctx)
 	op := getAsyncOp()
 	op.prepare(ctx, topic, key, value, opts)

@@ -77,6 +77,7 @@ func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts
 	if err != nil {
 		return RecordMetadata{}, err
 	}
+	e.gone.forget(producer, topic)
 	ctx = orBackground(ctx)
 	op := syncOps.Get().(*sendOp)
 	op.prepare(ctx, topic, key, value, opts)
@@ -115,6 +116,7 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 	if err != nil {
 		return nil, err
 	}
+	e.gone.forget(producer, topic)
 	// One sendCtx for the batch: the partitioner finds at once that no
 	// record has a partition of its own.
 	sc := &sendCtx{Context: orBackground(ctx)}
@@ -127,6 +129,7 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 	for _, pr := range res {
 		if pr.Err != nil {
 			failed++
+			e.gone.note(e, topic, pr.Err)
 		}
 	}
 	if m := e.cfg.metrics; m != nil {
@@ -144,6 +147,7 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 }
 
 func (e *Engine) noteSent(topic string, n int, err error) {
+	e.gone.note(e, topic, err)
 	m := e.cfg.metrics
 	if m == nil {
 		return

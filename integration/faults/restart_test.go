@@ -135,23 +135,29 @@ func TestTopicRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The engine's producer still knows the old topic ID.
+	// The engine's producer still knows the old topic ID: the first Send
+	// fails, and makes the engine look the topic up again, so the next
+	// Send writes record 0 of the new incarnation.
 	_, sendErr := eng.Send(sc.ctx, sc.topic, []byte("after"), kstream.ToPartition(0))
 	if !errors.Is(sendErr, kerr.UnknownTopicID) {
 		t.Errorf("Send to the recreated topic through a producer that wrote to the old one returned %v, want UNKNOWN_TOPIC_ID", sendErr)
+	}
+	md, err := eng.Send(sc.ctx, sc.topic, []byte(value(0)), kstream.WithKey([]byte("k0")), kstream.ToPartition(0))
+	if err != nil || md.Partition != 0 || md.Offset != 0 {
+		t.Fatalf("the Send after the failed one = %+v, %v; want partition 0, offset 0 of the new topic", md, err)
 	}
 	if err := sc.stop(eng, 10*time.Second); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
 
-	// The kit's client, too, knows the old topic ID: write the new
-	// incarnation, from offset 0, with a new client.
+	// The kit's client, too, knows the old topic ID: write the rest of the
+	// new incarnation with a new client.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(sc.c.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(sc.ctx, sc.records(0, n/2)...).FirstErr(); err != nil {
+	if err := cl.ProduceSync(sc.ctx, sc.records(1, n/2)...).FirstErr(); err != nil {
 		t.Fatalf("producing to the new incarnation with a new client: %v", err)
 	}
 
@@ -194,7 +200,7 @@ func TestTopicRecreated(t *testing.T) {
 	if errs := l2.errors(); len(errs) != 0 {
 		t.Errorf("the new member's range yielded %v", errs)
 	}
-	sc.setOutcome("old range ended with fatal %q (%d error(s)); its Close returned %q; old producer's Send: %q; a new member read the new topic from offset 0",
+	sc.setOutcome("old range ended with fatal %q (%d error(s)); its Close returned %q; the engine's first Send after it: %q, its next Send wrote the new topic's offset 0; a new member read the new topic from offset 0",
 		shorten(fe), len(l.errors()), shorten(cerr), shorten(sendErr))
 	sc.finish(true)
 }
