@@ -73,7 +73,8 @@ type Engine struct {
 	stopping chan struct{} // closed when Stop begins
 	stopped  chan struct{} // closed when Stop has finished
 
-	gone goneTopics // topics the producer must look up again
+	gone  goneTopics // topics the producer must look up again
+	async asyncCount // SendAsync records whose done has not returned
 }
 
 type engineState int
@@ -106,7 +107,7 @@ const (
 // them) and Name (the engine's title, used in logs). A stream-only option
 // (Topics, Group, ...) is an error.
 func NewEngine(opts ...Option) (*Engine, error) {
-	e := &Engine{}
+	e := &Engine{async: asyncCount{idle: make(chan struct{}, 1)}}
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -359,6 +360,13 @@ func (e *Engine) Stop(ctx context.Context) error {
 		}
 	}
 	producer.Close()
+	// Closing fails what was still buffered; franz-go calls those records'
+	// promises on a goroutine of its own, which Stop waits for, so that
+	// every done function has returned when Stop does.
+	if !e.async.wait(asyncDrainTimeout) {
+		e.log.Error("SendAsync done functions still running after the producer closed", "waited", asyncDrainTimeout)
+		errs = append(errs, fmt.Errorf("kstream: engine %q: SendAsync done functions still running %v after the producer closed", e.name, asyncDrainTimeout))
+	}
 
 	for _, r := range runners {
 		r.s.metricsSet().forgetStream(r.name)

@@ -3,6 +3,8 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -40,11 +42,11 @@ import (
 // written). SendAsync blocks while the producer holds as many records as it
 // may buffer (franz-go's MaxBufferedRecords, 10 000 by default) until there
 // is room or ctx ends. During a stop, handlers finishing their records may
-// still send: Stop flushes the producer after the streams have stopped, so
-// their done functions are called before Stop returns unless Stop's deadline
-// passes first (records still unsent then fail with franz-go's
-// ErrClientClosed, and their done functions may run just after Stop
-// returns).
+// still send: Stop flushes the producer after the streams have stopped, and
+// every done function has returned when Stop returns (records still unsent
+// at Stop's deadline fail with franz-go's ErrClientClosed; Stop waits up to
+// five seconds more for their done functions, and reports any still
+// running).
 //
 // The options are those of Send. value, the key and the headers must not be
 // modified until done is called.
@@ -63,12 +65,14 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 	op := getAsyncOp()
 	op.prepare(ctx, topic, key, value, opts)
 	op.eng, op.done = e, done
+	e.async.add()
 	producer.Produce(ctx, &op.rec, op.finish)
 }
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 	e, done, topic := op.eng, op.done, r.Topic
+	defer e.async.finish()
 	var md RecordMetadata
 	if err == nil {
 		md = metadataOf(r)
@@ -133,4 +137,44 @@ func (p *Producer[T]) SendAsync(ctx context.Context, key []byte, v T, done func(
 		return
 	}
 	p.eng.sendAsync(ctx, p.topic, key, b, done, opts)
+}
+
+// asyncDrainTimeout bounds how long Stop waits, after closing the producer,
+// for the done functions of the records it failed.
+const asyncDrainTimeout = 5 * time.Second
+
+// asyncCount counts the SendAsync records whose done function has not
+// returned. idle receives a token whenever the count drops to zero; a
+// stale token only makes wait look again.
+type asyncCount struct {
+	n    atomic.Int64
+	idle chan struct{}
+}
+
+func (c *asyncCount) add() { c.n.Add(1) }
+
+func (c *asyncCount) finish() {
+	if c.n.Add(-1) == 0 {
+		select {
+		case c.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wait reports whether the count reached zero within timeout.
+func (c *asyncCount) wait(timeout time.Duration) bool {
+	if c.n.Load() == 0 {
+		return true
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for c.n.Load() != 0 {
+		select {
+		case <-c.idle:
+		case <-t.C:
+			return c.n.Load() == 0
+		}
+	}
+	return true
 }

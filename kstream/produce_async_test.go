@@ -441,3 +441,39 @@ func TestSendAndSendAsyncConcurrently(t *testing.T) {
 		t.Fatalf("topic holds %d records, want %d", end, workers*each)
 	}
 }
+
+// Records still unsent when Stop's deadline passes fail when the producer
+// closes; their done functions have all returned when Stop does (franz-go
+// calls them on a goroutine of its own, which Stop waits for).
+func TestStopWaitsForDoneOfRecordsItFails(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	eng := e.engine()
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Send(e.ctx, e.topic, []byte("before")); err != nil { // the producer knows the topic
+		t.Fatal(err)
+	}
+	stall := e.c.StallBroker(t, -1)
+	defer stall.Heal()
+	const n = 50
+	var o outcomes
+	for i := range n {
+		eng.SendAsync(context.Background(), e.topic, []byte(strconv.Itoa(i)), func(md kstream.RecordMetadata, err error) {
+			time.Sleep(2 * time.Millisecond) // a done that takes a moment
+			o.done(i)(md, err)
+		})
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+	defer cancel()
+	_ = eng.Stop(ctx) // its flush fails at the deadline: that is the point
+	got := o.get()
+	if len(got) != n {
+		t.Fatalf("%d of %d done functions had returned when Stop returned", len(got), n)
+	}
+	for _, oc := range got {
+		if oc.err == nil {
+			t.Errorf("send %d succeeded against a stalled broker", oc.i)
+		}
+	}
+}
