@@ -73,8 +73,9 @@ type Engine struct {
 	stopping chan struct{} // closed when Stop begins
 	stopped  chan struct{} // closed when Stop has finished
 
-	gone  goneTopics // topics the producer must look up again
-	async asyncCount // SendAsync records whose done has not returned
+	sendsClosed bool       // Stop is closing the producer: sends fail at once
+	gone        goneTopics // topics the producer must look up again
+	inflight    sendCount  // sends in progress, SendAsync records whose done has not returned
 }
 
 type engineState int
@@ -107,7 +108,7 @@ const (
 // them) and Name (the engine's title, used in logs). A stream-only option
 // (Topics, Group, ...) is an error.
 func NewEngine(opts ...Option) (*Engine, error) {
-	e := &Engine{async: asyncCount{idle: make(chan struct{}, 1)}}
+	e := &Engine{inflight: sendCount{idle: make(chan struct{}, 1)}}
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -195,6 +196,7 @@ type Runnable interface {
 	run(loopCtx, handlerCtx context.Context) error
 	policy() ErrorPolicy
 	topicsForLog() []string
+	closeGracefully() error
 	forceClose() error
 	metricsSet() *metricsSet
 	inListener() bool
@@ -290,7 +292,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, err))
 	}
 	e.mu.Lock()
-	e.producer = producer
+	e.producer, e.sendsClosed = producer, false
 	e.stopCh = make(chan struct{})
 	e.stopping = make(chan struct{})
 	e.stopped = make(chan struct{})
@@ -352,6 +354,11 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, e.stopRunners(ctx, runners))
+	// The streams have stopped: from here on sends fail at once, so that
+	// the producer can be flushed and closed under no new record.
+	e.mu.Lock()
+	e.sendsClosed = true
+	e.mu.Unlock()
 	// Flush only what is buffered: with nothing to flush, an expired
 	// deadline is no error.
 	if producer.BufferedProduceRecords() > 0 {
@@ -362,10 +369,10 @@ func (e *Engine) Stop(ctx context.Context) error {
 	producer.Close()
 	// Closing fails what was still buffered; franz-go calls those records'
 	// promises on a goroutine of its own, which Stop waits for, so that
-	// every done function has returned when Stop does.
-	if !e.async.wait(asyncDrainTimeout) {
-		e.log.Error("SendAsync done functions still running after the producer closed", "waited", asyncDrainTimeout)
-		errs = append(errs, fmt.Errorf("kstream: engine %q: SendAsync done functions still running %v after the producer closed", e.name, asyncDrainTimeout))
+	// every send has returned, and every done function too, when Stop does.
+	if !e.inflight.wait(sendDrainTimeout) {
+		e.log.Error("sends or SendAsync done functions still running after the producer closed", "waited", sendDrainTimeout)
+		errs = append(errs, fmt.Errorf("kstream: engine %q: sends or SendAsync done functions still running %v after the producer closed", e.name, sendDrainTimeout))
 	}
 
 	for _, r := range runners {

@@ -3,12 +3,16 @@ package kstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/kstream"
 	"github.com/gokstreams/kstreams/kstreamtest"
 )
@@ -170,5 +174,71 @@ func TestStopReportsAFailedFinalCommit(t *testing.T) {
 	}
 	if h := eng.Health(); h.Running || h.Streams[0].State != kstream.StreamStopped {
 		t.Fatalf("a failed final commit is not a crash: health %+v", h)
+	}
+}
+
+// Engine.Stop called from a listener aborted the stream's client before
+// its final commit, so the commit failed ("client closed"), the records
+// processed since the last commit came again, and Stop returned that error.
+// Found in review. The stream follows a pattern, so that a new topic brings
+// a second OnAssigned, in which the listener stops the engine; franz-go's
+// own commits are an hour apart, so only the final commit can commit.
+func TestStopFromListenerCommits(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	c := kstreamtest.NewCluster(t, kstreamtest.Topic("rev-a", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	vals := make([]string, 10)
+	for i := range vals {
+		vals[i] = fmt.Sprint(i)
+	}
+	if err := kstreamtest.ProduceValues(ctx, c, "rev-a", 1, codec.String(), vals...); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := kstream.NewEngine(kstream.Brokers(c.Brokers()...), kstream.Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	var assigned atomic.Int32
+	s, err := kstream.NewStream(codec.String(), kstream.TopicPattern("rev-.*"), kstream.Group("rev"),
+		kstream.ClientOptions(kgo.AutoCommitInterval(time.Hour), kgo.MetadataMinAge(50*time.Millisecond),
+			kgo.MetadataMaxAge(200*time.Millisecond), kgo.HeartbeatInterval(100*time.Millisecond)),
+		kstream.Listener(kstream.ListenerFuncs{Assigned: func(context.Context, kstream.AnyStream, map[string][]int32) {
+			if assigned.Add(1) == 2 {
+				sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer scancel()
+				stopped <- eng.Stop(sctx)
+			}
+		}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handled atomic.Int32
+	eng.Add(s.Handle(func(context.Context, kstream.Record[string]) error {
+		handled.Add(1)
+		return nil
+	}))
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the 10 records to be handled", func() bool { return handled.Load() == 10 })
+	if err := c.CreateTopic(ctx, "rev-b", 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Engine.Stop from OnAssigned = %v, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the new topic never brought a second OnAssigned")
+	}
+	committed, err := c.Committed(ctx, "rev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := committed["rev-a"][0]; got != 10 {
+		t.Fatalf("rev-a/0 committed at %d after the stop from the listener, want 10", got)
 	}
 }

@@ -137,6 +137,9 @@ func (s *Stream[T]) topicsForLog() []string {
 	return s.cfg.topics
 }
 
+// closeGracefully is Close, for the engine.
+func (s *Stream[T]) closeGracefully() error { return s.Close() }
+
 // forceClose closes the stream under a handler that ignored its deadline,
 // and makes a close already in progress stop waiting for the brokers.
 func (s *Stream[T]) forceClose() error {
@@ -181,8 +184,8 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		return ErrNoFunction
 	}
 	if err := s.Open(loopCtx); err != nil {
-		if loopCtx.Err() != nil {
-			return nil // stopped while connecting
+		if loopCtx.Err() != nil || errors.Is(err, ErrClosed) {
+			return nil // stopped, or closed by a listener, while connecting
 		}
 		return err
 	}

@@ -59,7 +59,9 @@ func (s *Stream[T]) finishOpen(ctx context.Context, op *openAttempt) (*session, 
 	closed := op.closeRequested
 	switch {
 	case err == nil && closed:
-		s.state = stateClosed
+		// Visible while it closes, as any closing session is: to a
+		// concurrent Close (which waits for it) and to forceClose.
+		s.state, s.closingSS = stateClosed, ss
 	case err == nil:
 		s.sess, s.state = ss, stateOpen
 	case closed:
@@ -71,6 +73,11 @@ func (s *Stream[T]) finishOpen(ctx context.Context, op *openAttempt) (*session, 
 		if cerr := ss.close(DefaultCloseTimeout); cerr != nil {
 			ss.log.Error("closing a stream closed while it opened", "err", cerr)
 		}
+		s.mu.Lock()
+		if s.closingSS == ss {
+			s.closingSS = nil
+		}
+		s.mu.Unlock()
 		ss, err = nil, ErrClosed
 	}
 	close(op.done)

@@ -55,30 +55,36 @@ func (e *Engine) SendAsync(ctx context.Context, topic string, value []byte, done
 }
 
 func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte, done func(RecordMetadata, error), opts []SendOption) {
-	producer, err := e.activeProducer()
+	producer, err := e.acquireProducer() // counted until done has returned
 	if err != nil {
 		e.sendFailed(topic, done, err, false)
 		return
 	}
-	e.gone.forget(producer, topic)
 	ctx = orBackground(ctx)
+	gen := e.gone.generation()
+	if err := e.gone.forget(ctx, e, producer, topic); err != nil {
+		defer e.inflight.finish()
+		e.noteSent(topic, 1, err)
+		e.sendFailed(topic, done, fmt.Errorf("kstream: send to topic %q: %w", topic, err), false)
+		return
+	}
 	op := getAsyncOp()
 	op.prepare(ctx, topic, key, value, opts)
-	op.eng, op.done = e, done
-	e.async.add()
+	op.eng, op.done, op.gen = e, done, gen
 	producer.Produce(ctx, &op.rec, op.finish)
 }
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
-	e, done, topic := op.eng, op.done, r.Topic
-	defer e.async.finish()
+	e, done, topic, gen := op.eng, op.done, r.Topic, op.gen
+	defer e.inflight.finish()
 	var md RecordMetadata
 	if err == nil {
 		md = metadataOf(r)
 	}
 	op.release()
 	e.noteSent(topic, 1, err)
+	e.gone.note(e, topic, err, gen)
 	if err != nil {
 		e.sendFailed(topic, done, fmt.Errorf("kstream: send to topic %q: %w", topic, err), false)
 		return
@@ -139,21 +145,21 @@ func (p *Producer[T]) SendAsync(ctx context.Context, key []byte, v T, done func(
 	p.eng.sendAsync(ctx, p.topic, key, b, done, opts)
 }
 
-// asyncDrainTimeout bounds how long Stop waits, after closing the producer,
-// for the done functions of the records it failed.
-const asyncDrainTimeout = 5 * time.Second
+// sendDrainTimeout bounds how long Stop waits, after closing the producer,
+// for sends in progress and for the done functions of the records it failed.
+const sendDrainTimeout = 5 * time.Second
 
-// asyncCount counts the SendAsync records whose done function has not
-// returned. idle receives a token whenever the count drops to zero; a
-// stale token only makes wait look again.
-type asyncCount struct {
+// sendCount counts the sends in progress and the SendAsync records whose
+// done function has not returned. idle receives a token whenever the count
+// drops to zero; a stale token only makes wait look again.
+type sendCount struct {
 	n    atomic.Int64
 	idle chan struct{}
 }
 
-func (c *asyncCount) add() { c.n.Add(1) }
+func (c *sendCount) add() { c.n.Add(1) }
 
-func (c *asyncCount) finish() {
+func (c *sendCount) finish() {
 	if c.n.Add(-1) == 0 {
 		select {
 		case c.idle <- struct{}{}:
@@ -163,7 +169,7 @@ func (c *asyncCount) finish() {
 }
 
 // wait reports whether the count reached zero within timeout.
-func (c *asyncCount) wait(timeout time.Duration) bool {
+func (c *sendCount) wait(timeout time.Duration) bool {
 	if c.n.Load() == 0 {
 		return true
 	}

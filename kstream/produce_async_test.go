@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -475,5 +476,56 @@ func TestStopWaitsForDoneOfRecordsItFails(t *testing.T) {
 		if oc.err == nil {
 			t.Errorf("send %d succeeded against a stalled broker", oc.i)
 		}
+	}
+}
+
+// SendAsync racing Stop: a send that passed the engine's state check just
+// before Stop closed the producer had its done called after Stop returned.
+// Found in review. Now Stop refuses sends before it flushes and waits for
+// the sends it let through: after Stop returns, done is only ever called
+// with ErrEngineNotStarted, on the sender's own goroutine.
+func TestSendAsyncRacingStop(t *testing.T) {
+	e := newEnv(t, 3, 0)
+	eng := e.engine()
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var stopReturned atomic.Bool
+	var late, ok, refused atomic.Int64
+	quit := make(chan struct{})
+	var senders sync.WaitGroup
+	for range 4 {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				eng.SendAsync(e.ctx, e.topic, []byte("x"), func(_ kstream.RecordMetadata, err error) {
+					switch {
+					case errors.Is(err, kstream.ErrEngineNotStarted):
+						refused.Add(1)
+					case stopReturned.Load():
+						late.Add(1)
+					case err == nil:
+						ok.Add(1)
+					}
+				})
+			}
+		}()
+	}
+	eventually(t, 20*time.Second, "records to be acknowledged", func() bool { return ok.Load() > 1000 })
+	if err := eng.Stop(e.ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	stopReturned.Store(true)
+	eventually(t, 10*time.Second, "a send after Stop to be refused", func() bool { return refused.Load() > 0 })
+	close(quit)
+	senders.Wait()
+	if n := late.Load(); n > 0 {
+		t.Fatalf("%d done functions ran after Stop returned (%d acknowledged before)", n, ok.Load())
 	}
 }

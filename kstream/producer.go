@@ -58,9 +58,11 @@ type Message[T any] struct {
 // Send produces a record to topic and waits until the brokers acknowledge
 // it. It honours ctx: it returns by ctx's deadline even if a broker stops
 // answering (the record may then still be written: retrying it can
-// duplicate it). It returns ErrEngineNotStarted before Start and after Stop
-// has finished; during a stop, handlers finishing their records may still
-// send. To send without waiting for each acknowledgement, use SendAsync.
+// duplicate it; and since the producer may still read value, key and
+// headers then, do not modify them after Send returned ctx's error). It
+// returns ErrEngineNotStarted before Start and once Stop has stopped the
+// streams; during a stop, handlers finishing their records may still send.
+// To send without waiting for each acknowledgement, use SendAsync.
 //
 // The engine's producer does not linger (franz-go's default is 10ms): a
 // record is sent as soon as no request to its partition is in flight, so
@@ -73,12 +75,17 @@ func (e *Engine) Send(ctx context.Context, topic string, value []byte, opts ...S
 
 // send is Send with a key set before the options (which may replace it).
 func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts []SendOption) (RecordMetadata, error) {
-	producer, err := e.activeProducer()
+	producer, err := e.acquireProducer()
 	if err != nil {
 		return RecordMetadata{}, err
 	}
-	e.gone.forget(producer, topic)
+	defer e.inflight.finish()
 	ctx = orBackground(ctx)
+	gen := e.gone.generation()
+	if err := e.gone.forget(ctx, e, producer, topic); err != nil {
+		e.noteSent(topic, 1, err)
+		return RecordMetadata{}, fmt.Errorf("kstream: send to topic %q: %w", topic, err)
+	}
 	op := syncOps.Get().(*sendOp)
 	op.prepare(ctx, topic, key, value, opts)
 	// Produce, and a wait of our own rather than ProduceSync's: it
@@ -95,6 +102,7 @@ func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts
 		default:
 			// franz-go still has the record and calls back later: op
 			// is left to it, and to the garbage collector after that.
+			// (It may still write the record, reading value and key.)
 			e.noteSent(topic, 1, ctx.Err())
 			return RecordMetadata{}, fmt.Errorf("kstream: send to topic %q: %w", topic, ctx.Err())
 		}
@@ -102,6 +110,7 @@ func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts
 	md := metadataOf(&op.rec)
 	op.release()
 	e.noteSent(topic, 1, err)
+	e.gone.note(e, topic, err, gen)
 	if err != nil {
 		return RecordMetadata{}, fmt.Errorf("kstream: send to topic %q: %w", topic, err)
 	}
@@ -112,11 +121,16 @@ func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts
 // acknowledged. It returns their metadata in order, or the first error (the
 // other records may have been written).
 func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]byte]) ([]RecordMetadata, error) {
-	producer, err := e.activeProducer()
+	producer, err := e.acquireProducer()
 	if err != nil {
 		return nil, err
 	}
-	e.gone.forget(producer, topic)
+	defer e.inflight.finish()
+	gen := e.gone.generation()
+	if err := e.gone.forget(orBackground(ctx), e, producer, topic); err != nil {
+		e.noteSent(topic, len(msgs), err)
+		return nil, fmt.Errorf("kstream: send batch to topic %q: %w", topic, err)
+	}
 	// One sendCtx for the batch: the partitioner finds at once that no
 	// record has a partition of its own.
 	sc := &sendCtx{Context: orBackground(ctx)}
@@ -129,7 +143,7 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 	for _, pr := range res {
 		if pr.Err != nil {
 			failed++
-			e.gone.note(e, topic, pr.Err)
+			e.gone.note(e, topic, pr.Err, gen)
 		}
 	}
 	if m := e.cfg.metrics; m != nil {
@@ -147,7 +161,6 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 }
 
 func (e *Engine) noteSent(topic string, n int, err error) {
-	e.gone.note(e, topic, err)
 	m := e.cfg.metrics
 	if m == nil {
 		return
@@ -164,9 +177,26 @@ func (e *Engine) activeProducer() (*kgo.Client, error) {
 	defer e.mu.Unlock()
 	switch e.state {
 	case engineStarting, engineRunning, engineStopping:
-		return e.producer, nil
+		if e.producer != nil && !e.sendsClosed {
+			return e.producer, nil
+		}
 	}
 	return nil, ErrEngineNotStarted
+}
+
+// acquireProducer is activeProducer for a send: the send is counted in
+// e.inflight (the caller calls e.inflight.finish when done), and it is
+// counted before the engine's state is read, so that Stop, which closes
+// sends and then waits for the count, either refuses the send or waits
+// for it.
+func (e *Engine) acquireProducer() (*kgo.Client, error) {
+	e.inflight.add()
+	producer, err := e.activeProducer()
+	if err != nil {
+		e.inflight.finish()
+		return nil, err
+	}
+	return producer, nil
 }
 
 func metadataOf(r *kgo.Record) RecordMetadata {
@@ -316,6 +346,7 @@ type sendOp struct {
 	eng    *Engine
 	done   func(RecordMetadata, error)
 	finish func(*kgo.Record, error)
+	gen    uint64 // e.gone's generation when the send began
 }
 
 // The promises are bound once per sendOp: a method value made per send

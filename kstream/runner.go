@@ -200,9 +200,11 @@ func (e *Engine) stopRunners(ctx context.Context, rs []*runner) error {
 			// runs): its loop waits in a poll that franz-go holds until the
 			// callback returns, so it cannot finish before this Stop does.
 			// Close it now (it commits what was processed; there is no
-			// record in hand during a callback); its goroutine ends when
-			// the callback returns.
-			if err := r.s.forceClose(); err != nil {
+			// record in hand during a callback; Close does not wait for
+			// the callback); its goroutine ends when the callback returns.
+			// Not forceClose: aborting the client first would fail that
+			// commit.
+			if err := r.s.closeGracefully(); err != nil {
 				e.log.Error("closing a stream stopped from its listener", "stream", r.name, "err", err)
 				errs = append(errs, err)
 			}
