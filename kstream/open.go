@@ -14,14 +14,16 @@ import (
 // waits for it. An openAttempt stands for the Open in progress.
 type openAttempt struct {
 	done           chan struct{}           // closed when the attempt has ended
+	ctx            context.Context         // the Open's context, until the attempt ends
 	cancel         context.CancelFunc      // gives up connecting (Close during Open)
 	ss             atomic.Pointer[session] // the session being opened, once it exists
 	closeRequested bool                    // Close was called during the attempt (under s.mu)
 }
 
-// beginOpenLocked registers an Open in progress.
-func (s *Stream[T]) beginOpenLocked() *openAttempt {
+// beginOpenLocked registers an Open in progress, connecting within ctx.
+func (s *Stream[T]) beginOpenLocked(ctx context.Context) *openAttempt {
 	op := &openAttempt{done: make(chan struct{})}
+	op.ctx, op.cancel = context.WithCancel(ctx)
 	s.opening = op
 	return op
 }
@@ -42,17 +44,12 @@ func (s *Stream[T]) waitOpeningLocked(ctx context.Context) error {
 // finishOpen connects, without s.mu, and makes the session the stream's,
 // unless Close was called meanwhile: then it closes the session and returns
 // ErrClosed.
-func (s *Stream[T]) finishOpen(ctx context.Context, op *openAttempt) (*session, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+func (s *Stream[T]) finishOpen(op *openAttempt) (*session, error) {
+	defer op.cancel()
 	s.mu.Lock()
-	op.cancel = cancel
-	if op.closeRequested {
-		cancel()
-	}
 	in := s.inherited
 	s.mu.Unlock()
-	ss, err := openSession(ctx, &s.cfg, s.name, in, op.ss.Store)
+	ss, err := openSession(op.ctx, &s.cfg, s.name, in, op.ss.Store)
 
 	s.mu.Lock()
 	s.opening = nil

@@ -561,14 +561,9 @@ func (ss *session) doClose(timeout time.Duration) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
 	ss.pushTimer.Stop()
-	// One deadline for the final commit and for leaving the group. At the
-	// deadline the client's context is canceled, so that requests to an
-	// unresponsive broker, and commits queued behind them (franz-go's
-	// commit lock does not watch our context), give up.
-	ctx, cancel := context.WithTimeout(ss.abortCtx, timeout)
-	defer cancel()
-	stopAbort := context.AfterFunc(ctx, ss.abort)
-	defer stopAbort() // runs before cancel: returning is no reason to abort
+	// One deadline for the final commit and for leaving the group.
+	ctx, stop := ss.closeDeadline(timeout)
+	defer stop()
 	var err error
 	if ss.group && !ss.manual {
 		ss.pushMarks(ss.cl)
@@ -576,26 +571,9 @@ func (ss *session) doClose(timeout time.Duration) error {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
 	}
-	closed := make(chan struct{})
-	go func() {
-		ss.cl.CloseAllowingRebalance()
-		close(closed)
-	}()
-	if ss.inListener.Load() > 0 {
-		// Close was called from a listener (or while one runs): leaving
-		// the group waits for the callback to return, so waiting here
-		// could deadlock. The client finishes closing, in the goroutine
-		// above, as soon as the callback returns.
-		ss.log.Debug("closing from a listener callback; the client closes when it returns")
+	if !ss.closeClient(ctx) {
 		return err
 	}
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		ss.log.Warn("leaving the group did not finish before the close deadline; closing without it")
-		<-closed // the deadline aborted the client: it gives up at once; nothing outlives Close
-	}
-	ss.abort()
 	// A timer push that started before Stop holds pushMu until it is done.
 	ss.pushMu.Lock()
 	ss.pushMu.Unlock() //nolint:staticcheck // waiting, not guarding
@@ -606,24 +584,53 @@ func (ss *session) doClose(timeout time.Duration) error {
 	return err
 }
 
-// closeUnopened closes the client of a session that failed to open. The
-// group may have been joined already, and a listener may be running: as in
-// doClose, leaving the group is bounded by DefaultCloseTimeout, and when
-// called from a listener the client finishes closing once it returns.
-func (ss *session) closeUnopened() {
-	ss.stopFetching()
+// closeDeadline returns a context that ends after timeout and, when it
+// does, cancels the client's own context, so that requests to an
+// unresponsive broker, and commits queued behind them (franz-go's commit
+// lock does not watch our context), give up. stop releases it without
+// aborting: returning is no reason to abort.
+func (ss *session) closeDeadline(timeout time.Duration) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithTimeout(ss.abortCtx, timeout)
+	stopAbort := context.AfterFunc(ctx, ss.abort)
+	return ctx, func() {
+		stopAbort()
+		cancel()
+	}
+}
+
+// closeClient leaves the group and closes the client, waiting until ctx
+// (from closeDeadline) ends at most. Called from a listener (or while one
+// runs) it does not wait, and reports false: leaving the group waits for
+// the callback to return, so waiting here could deadlock; the client
+// finishes closing, on the goroutine started here, as soon as the callback
+// returns.
+func (ss *session) closeClient(ctx context.Context) (waited bool) {
 	closed := make(chan struct{})
 	go func() {
 		ss.cl.CloseAllowingRebalance()
 		close(closed)
 	}()
 	if ss.inListener.Load() > 0 {
-		return
+		ss.log.Debug("closing from a listener callback; the client closes when it returns")
+		return false
 	}
-	deadline := time.AfterFunc(DefaultCloseTimeout, ss.abort)
-	<-closed
-	deadline.Stop()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		ss.log.Warn("leaving the group did not finish before the close deadline; closing without it")
+		<-closed // the deadline aborted the client: it gives up at once; nothing outlives Close
+	}
 	ss.abort()
+	return true
+}
+
+// closeUnopened closes the client of a session that failed to open: the
+// group may have been joined already, and a listener may be running.
+func (ss *session) closeUnopened() {
+	ss.stopFetching()
+	ctx, stop := ss.closeDeadline(DefaultCloseTimeout)
+	defer stop()
+	ss.closeClient(ctx)
 }
 
 // dropUnknownInitialPartitions warns about, and forgets, initial offsets of

@@ -127,9 +127,9 @@ func (s *Stream[T]) Open(ctx context.Context) error {
 		s.mu.Unlock()
 		return ErrAlreadyOpen
 	}
-	op := s.beginOpenLocked()
+	op := s.beginOpenLocked(ctx)
 	s.mu.Unlock()
-	_, err := s.finishOpen(ctx, op)
+	_, err := s.finishOpen(op)
 	return err
 }
 
@@ -148,9 +148,7 @@ func (s *Stream[T]) Close() error {
 	if op := s.opening; op != nil {
 		// An Open in progress: it gives up, and closes what it opened.
 		op.closeRequested = true
-		if op.cancel != nil {
-			op.cancel()
-		}
+		op.cancel()
 		s.mu.Unlock()
 		if ss := op.ss.Load(); ss != nil && ss.inListener.Load() > 0 {
 			return nil // from its listener: the Open finishes once it returns
@@ -243,10 +241,10 @@ func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func()
 			}
 			continue
 		}
-		op := s.beginOpenLocked()
+		op := s.beginOpenLocked(ctx)
 		s.ranging = true // the range is claimed while it opens
 		s.mu.Unlock()
-		_, err := s.finishOpen(ctx, op)
+		_, err := s.finishOpen(op)
 		s.mu.Lock()
 		s.ranging = false
 		if err != nil {
