@@ -1,0 +1,161 @@
+// Client setup: the franz-go client of one Open of a stream.
+
+package kstream
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func openSession(ctx context.Context, cfg *config, name string, in inherited, publish func(*session)) (*session, error) {
+	brokers, clientOpts, logger := cfg.connection(in)
+	ss := &session{
+		cfg:     cfg,
+		name:    name,
+		log:     logger.With("stream", name),
+		group:   cfg.group != "",
+		manual:  cfg.manual,
+		parts:   make(map[topicPartition]*partState),
+		scratch: make(map[string]map[int32]kgo.EpochOffset),
+		m:       cfg.metricsOf(in),
+		closed:  make(chan struct{}),
+	}
+	ss.fetchCtx, ss.stopFetching = context.WithCancel(context.Background())
+	ss.fetchDone = ss.fetchCtx.Done()
+	ss.abortCtx, ss.abort = context.WithCancel(context.Background())
+	if ss.group {
+		ss.log = ss.log.With("group", cfg.group)
+	}
+	ss.handle = &streamHandle{name: name, ss: ss}
+	publish(ss) // before the client exists: its listeners may run before openSession returns
+	if len(cfg.initial) > 0 {
+		ss.initialLeft = make(map[topicPartition]int64, len(cfg.initial))
+		for _, o := range cfg.initial {
+			ss.initialLeft[topicPartition{o.Topic, o.Partition}] = o.Offset
+		}
+	}
+
+	reset := kgo.NewOffset().AtStart()
+	if cfg.reset == Latest {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.WithLogger(newKgoLogger(ss.log)),
+		kgo.ConsumeResetOffset(reset),
+		// Kafka's Java client and aiokafka wait 500ms for a fetch to fill;
+		// franz-go's 5s default delays partitions assigned while a fetch
+		// is in flight.
+		kgo.FetchMaxWait(DefaultFetchMaxWait),
+	}
+	opts = append(opts, ss.m.clientOpts(name)...)
+	// The user's options come first so that the stream's own subscription
+	// and group settings, which its guarantees rest on, win.
+	opts = append(opts, clientOpts...)
+	if cfg.pattern != "" {
+		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics(anchored(cfg.pattern)))
+	} else {
+		opts = append(opts, kgo.ConsumeTopics(cfg.topics...))
+	}
+	if ss.group {
+		opts = append(opts,
+			kgo.ConsumerGroup(cfg.group),
+			kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsAssigned(ss.onAssigned),
+			kgo.OnPartitionsRevoked(ss.onRevoked),
+			kgo.OnPartitionsLost(ss.onLost),
+			kgo.OnPartitionsCallbackBlocked(ss.onCallbackBlocked),
+			kgo.AdjustFetchOffsetsFn(ss.adjustOffsets),
+			kgo.AutoCommitCallback(ss.onAutoCommit),
+		)
+		if cfg.manual {
+			opts = append(opts, kgo.DisableAutoCommit())
+		} else {
+			opts = append(opts, kgo.AutoCommitMarks())
+		}
+	}
+	// The client's own context: canceling it makes a close that waits for
+	// an unresponsive broker give up.
+	opts = append(opts, kgo.WithContext(ss.abortCtx))
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		ss.abort()
+		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
+	}
+	ss.cl = cl
+	if err := checkClientOptions(cl, cfg); err != nil {
+		ss.closeUnopened()
+		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
+	}
+	if cfg.testBeforePing != nil {
+		cfg.testBeforePing()
+	}
+	if err := cl.Ping(ctx); err != nil {
+		ss.closeUnopened()
+		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
+	}
+	// The timer pushes marks itself, so that records processed before a
+	// loop body that takes long (or is stuck) get committed meanwhile;
+	// the flag lets record boundaries push without reading the clock.
+	ss.pushTimer = time.AfterFunc(markPushInterval, func() {
+		ss.pushDue.Store(true)
+		if !ss.closing.Load() {
+			ss.pushMarks(ss.cl)
+		}
+	})
+	if !ss.group && len(ss.initialLeft) > 0 {
+		ss.dropUnknownInitialPartitions(ctx)
+	}
+	if ss.m != nil {
+		ss.m.partitions.add(ss)
+	}
+	ss.log.Debug("stream opened", "brokers", brokers)
+	return ss, nil
+}
+
+// checkClientOptions rejects franz-go options that would take the stream's
+// place: a group or regex subscription the stream does not know of would
+// consume outside its rebalance gating and commit rules.
+func checkClientOptions(cl *kgo.Client, cfg *config) error {
+	if g, _ := cl.OptValue(kgo.ConsumerGroup).(string); g != "" && cfg.group == "" {
+		return fmt.Errorf("%w: ClientOptions: kgo.ConsumerGroup(%q) is not allowed; use the Group option", ErrInvalidOption, g)
+	}
+	if re, _ := cl.OptValue(kgo.ConsumeRegex).(bool); re && cfg.pattern == "" {
+		return fmt.Errorf("%w: ClientOptions: kgo.ConsumeRegex is not allowed; use the TopicPattern option", ErrInvalidOption)
+	}
+	return nil
+}
+
+// dropUnknownInitialPartitions warns about, and forgets, initial offsets of
+// partitions the topics do not have, for a stream without a group (which
+// otherwise would wait for them forever, silently).
+func (ss *session) dropUnknownInitialPartitions(ctx context.Context) {
+	var topics []string
+	for tp := range ss.initialLeft {
+		if !slices.Contains(topics, tp.topic) {
+			topics = append(topics, tp.topic)
+		}
+	}
+	md, err := kadm.NewClient(ss.cl).Metadata(ctx, topics...)
+	if err != nil {
+		ss.log.Warn("cannot check the partitions of initial offsets", "err", err)
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for tp, off := range ss.initialLeft {
+		td, ok := md.Topics[tp.topic]
+		if ok && td.Err == nil {
+			if _, ok := td.Partitions[tp.partition]; ok {
+				continue
+			}
+		}
+		ss.log.Warn("initial offset ignored: topic has no such partition", "topic", tp.topic, "partition", tp.partition, "offset", off)
+		delete(ss.initialLeft, tp)
+	}
+}

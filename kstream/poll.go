@@ -1,0 +1,256 @@
+// The poll/yield loop: records are polled into a buffer and taken from it
+// one at a time, at record boundaries.
+
+package kstream
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// popStatus says why pop returned no record.
+type popStatus int
+
+const (
+	popRecord  popStatus = iota // a record (or an error) to yield
+	popEnd                      // ctx done, or the stream is closing: end quietly
+	popTimeout                  // the deadline passed with nothing buffered
+	popYield                    // a rebalance waits and the caller holds records
+)
+
+// step finishes prev (marks it processed unless the stream is closing),
+// then takes the next record and records it as yielded and in flight. It is
+// the fused fast path of Records.
+func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Record) (*kgo.Record, *FetchError, popStatus) {
+	push := false
+	ss.mu.Lock()
+	if prev != nil {
+		ss.inflight = ss.inflight[:0]
+		if !ss.closing.Load() {
+			ss.markLocked(prev)
+			push = ss.dirty && ss.pushDue.Load()
+		}
+	}
+	r, fe, st := ss.popLocked(ctx, done, time.Time{}, true)
+	if r != nil {
+		// popLocked just looked r's partition up, so this hits the cache.
+		ss.last.noteYield(r)
+		ss.inflight = append(ss.inflight, r)
+	}
+	ss.mu.Unlock()
+	if push {
+		ss.pushMarks(ss.cl)
+	}
+	return r, fe, st
+}
+
+// popLocked takes the next polled record or error, polling when none is
+// buffered. With a zero deadline it waits as long as ctx allows. allow says
+// whether the caller holds no records, so that a waiting rebalance may run;
+// if it may not, popLocked returns popYield instead. ss.mu is held, and
+// released while polling.
+func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline time.Time, allow bool) (*kgo.Record, *FetchError, popStatus) {
+	for {
+		if ss.closing.Load() {
+			return nil, nil, popEnd
+		}
+		// Two one-case selects cost a fraction of one two-case select,
+		// and this runs for every record.
+		select {
+		case <-done:
+			return nil, nil, popEnd
+		default:
+		}
+		select {
+		case <-ss.fetchDone:
+			return nil, nil, popEnd
+		default:
+		}
+		if ss.rebalancePending.Load() {
+			if !allow {
+				return nil, nil, popYield
+			}
+			ss.rebalancePending.Store(false)
+			ss.mu.Unlock()
+			ss.yieldToRebalance()
+			ss.mu.Lock()
+			continue
+		}
+		if len(ss.errs) > 0 {
+			fe := ss.errs[0]
+			ss.errs = ss.errs[1:]
+			return nil, fe, popRecord
+		}
+		if ss.fatal != nil {
+			return nil, ss.fatal, popRecord
+		}
+		for ss.pos < len(ss.buf) {
+			r := ss.buf[ss.pos]
+			ss.buf[ss.pos] = nil
+			ss.pos++
+			if ps := ss.partLocked(r.Topic, r.Partition); ps != nil && ps.owned {
+				return r, nil, popRecord
+			}
+			// Gating makes this unreachable; a record of a partition
+			// this member does not own must never be yielded.
+			ss.log.Warn("dropping polled record of a partition not owned", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return nil, nil, popTimeout
+		}
+		ss.mu.Unlock()
+		st := ss.poll(ctx, deadline, allow)
+		ss.mu.Lock()
+		if st != popRecord {
+			return nil, nil, st
+		}
+	}
+}
+
+// poll fetches the next records into the buffer. ss.mu is not held.
+func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) popStatus {
+	ss.pushMarks(ss.cl)
+	if ss.group && allow {
+		ss.cl.AllowRebalance()
+	}
+	var pctx context.Context
+	var cancel context.CancelFunc
+	if deadline.IsZero() {
+		pctx, cancel = context.WithCancel(ctx)
+	} else {
+		pctx, cancel = context.WithDeadline(ctx, deadline)
+	}
+	defer cancel()
+	defer context.AfterFunc(ss.fetchCtx, cancel)()
+	fs := ss.cl.PollRecords(pctx, ss.cfg.maxPoll)
+	if ss.group && ss.closing.Load() {
+		// Close may have allowed rebalances before this poll returned and
+		// blocked them again; leaving the group waits for that.
+		ss.cl.AllowRebalance()
+	}
+
+	var seeks map[string]map[int32]kgo.EpochOffset
+	ss.mu.Lock()
+	status := popRecord
+	fs.EachError(func(topic string, partition int32, err error) {
+		if ctx.Err() != nil || ss.fetchCtx.Err() != nil {
+			status = popEnd
+			return
+		}
+		if pctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			if status == popRecord {
+				status = popTimeout
+			}
+			return
+		}
+		switch classifyFetchError(err) {
+		case errEnd:
+			status = popEnd
+		case errRetried:
+			ss.log.Warn("fetch error, retrying", "topic", topic, "partition", partition, "err", err)
+		case errNonFatal:
+			if topic == "" {
+				partition = -1 // a group-level error, not a partition's
+			}
+			ss.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			ss.errs = append(ss.errs, &FetchError{Topic: topic, Partition: partition, Err: err})
+		case errFatal:
+			if topic == "" {
+				partition = -1
+			}
+			ss.log.Error("fatal fetch error, stream stops", "topic", topic, "partition", partition, "err", err)
+			if ss.fatal == nil {
+				ss.fatal = &FetchError{Topic: topic, Partition: partition, Err: err, Fatal: true}
+			}
+		}
+	})
+	ss.buf = ss.buf[:0]
+	ss.pos = 0
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		ps := ss.partLocked(p.Topic, p.Partition)
+		if ps == nil {
+			return
+		}
+		if p.HighWatermark > ps.highwater {
+			ps.highwater = p.HighWatermark
+		}
+		if !ss.group && ss.initialLeft != nil {
+			tp := topicPartition{p.Topic, p.Partition}
+			if off, ok := ss.initialLeft[tp]; ok {
+				delete(ss.initialLeft, tp)
+				if seeks == nil {
+					seeks = make(map[string]map[int32]kgo.EpochOffset)
+				}
+				if seeks[p.Topic] == nil {
+					seeks[p.Topic] = make(map[int32]kgo.EpochOffset)
+				}
+				seeks[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+				ss.log.Info("initial offset applied", "topic", p.Topic, "partition", p.Partition, "offset", off)
+				return // these records precede the initial offset's effect
+			}
+		}
+		ss.buf = append(ss.buf, p.Records...)
+	})
+	if status == popTimeout && len(ss.buf) > 0 {
+		status = popRecord
+	}
+	ss.mu.Unlock()
+	if seeks != nil {
+		ss.cl.SetOffsets(seeks)
+	}
+	return status
+}
+
+// yielding records rs as yielded and in flight, dropping any whose
+// partition this member no longer owns. It returns how many it kept at the
+// front of rs.
+func (ss *session) yielding(rs []*kgo.Record) int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	n := 0
+	for _, r := range rs {
+		ps := ss.partLocked(r.Topic, r.Partition)
+		if ps == nil || !ps.owned {
+			continue
+		}
+		ps.noteYield(r)
+		rs[n] = r
+		n++
+	}
+	ss.inflight = append(ss.inflight[:0], rs[:n]...)
+	return n
+}
+
+// processed marks rs processed, unless the stream is closing, and clears
+// the records in flight.
+func (ss *session) processed(rs []*kgo.Record) {
+	ss.mu.Lock()
+	ss.inflight = ss.inflight[:0]
+	if ss.closing.Load() {
+		ss.mu.Unlock()
+		return
+	}
+	for _, r := range rs {
+		ss.markLocked(r)
+	}
+	push := ss.dirty && ss.pushDue.Load()
+	ss.mu.Unlock()
+	if push {
+		ss.pushMarks(ss.cl)
+	}
+}
+
+// unpopLocked puts records taken by popLocked but not yielded back at the
+// front of the buffer, so that the next range yields them.
+func (ss *session) unpopLocked(rs []*kgo.Record) {
+	if len(rs) == 0 {
+		return
+	}
+	rest := ss.buf[ss.pos:]
+	buf := make([]*kgo.Record, 0, len(rs)+len(rest))
+	buf = append(append(buf, rs...), rest...)
+	ss.buf, ss.pos = buf, 0
+}
