@@ -36,8 +36,7 @@ func (ss *session) doClose(timeout time.Duration) error {
 	defer stop()
 	var err error
 	if ss.group && !ss.manual {
-		ss.pushMarks(ss.cl)
-		if cerr := ss.cl.CommitMarkedOffsets(ctx); cerr != nil {
+		if cerr := ss.commitMarked(ctx, ss.cl); cerr != nil {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
 	}

@@ -102,10 +102,7 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 			}
 		}
 		ss.mu.Unlock()
-		ss.pushMarks(ss.cl)
-		err := ss.cl.CommitMarkedOffsets(ctx)
-		ss.noteCommit(err)
-		if err != nil {
+		if err := ss.commitMarked(ctx, ss.cl); err != nil {
 			return fmt.Errorf("kstream: stream %q: commit: %w", ss.name, err)
 		}
 		ss.noteCommitted(offs)
@@ -127,6 +124,38 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 	}
 	ss.noteCommitted(offs)
 	return nil
+}
+
+// commitMarked pushes the marks and commits them synchronously (the default
+// mode's commit before a revoke, on Close and for Commit), counting it in
+// the metrics when there was something to commit. It returns the commit's
+// error. cl is given because a revoke can run before openSession stored
+// the client.
+func (ss *session) commitMarked(ctx context.Context, cl *kgo.Client) error {
+	ss.pushMarks(cl)
+	ss.mu.Lock()
+	pending := false
+	for _, ps := range ss.parts {
+		if ps.pushed > ps.committed {
+			pending = true
+			break
+		}
+	}
+	ss.mu.Unlock()
+	err := cl.CommitMarkedOffsets(ctx)
+	if pending || err != nil {
+		ss.noteCommit(err)
+	}
+	if err == nil {
+		ss.mu.Lock()
+		for _, ps := range ss.parts {
+			if ps.pushed > ps.committed {
+				ps.committed, ps.committedKnown = ps.pushed, true
+			}
+		}
+		ss.mu.Unlock()
+	}
+	return err
 }
 
 func (ss *session) noteCommitted(offs map[string]map[int32]kgo.EpochOffset) {

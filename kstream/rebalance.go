@@ -130,8 +130,7 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	}
 	ss.dropBuffered(revoked)
 	if !ss.manual {
-		ss.pushMarks(cl)
-		if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		if err := ss.commitMarked(ctx, cl); err != nil {
 			ss.log.Error("commit before revoke failed; processed records will be delivered again", "err", err)
 		}
 	}
