@@ -15,15 +15,16 @@ import (
 func openSession(ctx context.Context, cfg *config, name string, in inherited, publish func(*session)) (*session, error) {
 	brokers, clientOpts, logger := cfg.connection(in)
 	ss := &session{
-		cfg:     cfg,
-		name:    name,
-		log:     logger.With("stream", name),
-		group:   cfg.group != "",
-		manual:  cfg.manual,
-		parts:   make(map[topicPartition]*partState),
-		scratch: make(map[string]map[int32]kgo.EpochOffset),
-		m:       cfg.metricsOf(in),
-		closed:  make(chan struct{}),
+		cfg:        cfg,
+		name:       name,
+		log:        logger.With("stream", name),
+		group:      cfg.group != "",
+		manual:     cfg.manual,
+		outOfOrder: cfg.concurrency.mode != concurrencySerial,
+		parts:      make(map[topicPartition]*partState),
+		scratch:    make(map[string]map[int32]kgo.EpochOffset),
+		m:          cfg.metricsOf(in),
+		closed:     make(chan struct{}),
 	}
 	ss.fetchCtx, ss.stopFetching = context.WithCancel(context.Background())
 	ss.fetchDone = ss.fetchCtx.Done()

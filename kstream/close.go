@@ -30,7 +30,7 @@ func (ss *session) close(timeout time.Duration) error {
 func (ss *session) doClose(timeout time.Duration) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
-	ss.pushTimer.Stop()
+	ss.stopPushTimer()
 	// One deadline for the final commit and for leaving the group.
 	ctx, stop := ss.closeDeadline(timeout)
 	defer stop()

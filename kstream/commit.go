@@ -9,33 +9,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// commitTargetLocked is the offset Commit commits for a partition: after
-// every record yielded so far, except that while the stream is closing the
-// record in flight is left out, because its body did not finish. For a
-// listener (explicit false), a record a range left unfinished (break,
-// return, panic) is left out too: it stays for the partition's next owner.
-func (ss *session) commitTargetLocked(tp topicPartition, ps *partState, explicit bool) int64 {
-	target := ps.yielded
-	if ss.drain != nil {
-		// A dispatcher's records finish out of order: only what is
-		// processed is done.
-		target = ps.processed
+// commitTargetLocked is the offset a commit of everything yielded commits
+// for a partition. Commit from a serial range (explicit) covers every
+// record yielded so far, the one in the body included. Everywhere else it
+// stops at the partition's lowest unprocessed record (partState.settled):
+// for a listener, whose commit must leave a failed or abandoned record to
+// the next owner; with PartitionConcurrency or KeyConcurrency, whose
+// records finish out of order; and while the stream closes, when the body
+// holding a record did not finish it.
+func (ss *session) commitTargetLocked(ps *partState, explicit bool) int64 {
+	if explicit && !ss.outOfOrder && !ss.closing.Load() {
+		return ps.yielded
 	}
-	if !explicit && ps.hasAbandoned && ps.abandoned < target {
-		target = ps.abandoned
-	}
-	if ss.closing.Load() {
-		for _, r := range ss.inflight {
-			if r.Partition == tp.partition && r.Topic == tp.topic && r.Offset < target {
-				target = r.Offset
-			}
-		}
-	}
-	return target
+	return ps.settled()
 }
 
 // commitYielded commits every record yielded so far on the partitions this
-// member owns; explicit is false for a listener's commit.
+// member owns, as commitTargetLocked says; explicit is false for a
+// listener's commit.
 func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
 	if !ss.group {
 		return ErrNoGroup
@@ -45,10 +36,7 @@ func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
 	ss.mu.Lock()
 	offs := make(map[string]map[int32]kgo.EpochOffset)
 	for tp, ps := range ss.parts {
-		if !ps.owned {
-			continue
-		}
-		target := ss.commitTargetLocked(tp, ps, explicit)
+		target := ss.commitTargetLocked(ps, explicit)
 		if target <= ps.committed || target == 0 {
 			continue
 		}
@@ -74,13 +62,25 @@ func (ss *session) commitRecords(ctx context.Context, recs []*kgo.Record) error 
 		}
 		tp := topicPartition{r.Topic, r.Partition}
 		ps := ss.parts[tp]
-		if ps == nil || !ps.owned || r.Offset+1 <= ps.committed || r.Offset+1 > ps.yielded {
+		if ps == nil || r.Offset+1 > ps.yielded {
+			continue // another member's partition, or not yielded yet
+		}
+		off := r.Offset + 1
+		if ss.outOfOrder {
+			// Never past a record still running, or failed.
+			off = min(off, ps.settled())
+		}
+		if off <= ps.committed {
 			continue
 		}
-		if cur, ok := offs[r.Topic][r.Partition]; ok && cur.Offset >= r.Offset+1 {
+		epoch := r.LeaderEpoch
+		if off != r.Offset+1 {
+			epoch = -1
+		}
+		if cur, ok := offs[r.Topic][r.Partition]; ok && cur.Offset >= off {
 			continue
 		}
-		addOffset(offs, tp, kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1})
+		addOffset(offs, tp, kgo.EpochOffset{Epoch: epoch, Offset: off})
 	}
 	ss.mu.Unlock()
 	return ss.commitLocked(ctx, offs)
@@ -204,6 +204,11 @@ func addOffset(offs map[string]map[int32]kgo.EpochOffset, tp topicPartition, eo 
 // committed automatically; Commit makes that happen now and includes the
 // record in hand.
 //
+// Under PartitionConcurrency or KeyConcurrency, and while the stream is
+// closing, Commit stops at each partition's lowest unfinished record
+// instead: records are handled out of order there, and a record that is
+// still running or failed must stay uncommitted.
+//
 // Commit returns ErrNoGroup for a stream without a group, ErrNotOpen before
 // Open and ErrClosed after Close. It is safe to call from any goroutine.
 func (s *Stream[T]) Commit(ctx context.Context) error {
@@ -218,6 +223,11 @@ func (s *Stream[T]) Commit(ctx context.Context) error {
 // of recs. Records of partitions this member no longer owns, records not yet
 // yielded, and records at or below the last commit are left out, so it never
 // moves an offset backwards or touches another member's partition.
+//
+// Under PartitionConcurrency or KeyConcurrency, a commit never passes a
+// partition's lowest unfinished record: one whose handler is still running
+// (the caller's own record included) or failed. What it leaves out is
+// committed by a later commit once those records are handled.
 func (s *Stream[T]) CommitRecords(ctx context.Context, recs ...Record[T]) error {
 	ss, err := s.session()
 	if err != nil {

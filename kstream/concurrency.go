@@ -18,11 +18,15 @@ import (
 // records of a partition are handled in offset order. Without it (or with
 // n = 1) the stream handles one record at a time.
 //
-// Commits stay exact: a partition's commit never passes its lowest
-// unfinished record, and before the group rebalances, every record in flight
-// finishes first, so that a revoke commits what was handled and nothing
-// else. A record whose handler fails stops the stream (its ErrorPolicy
-// applies) with the records after it in its partition unhandled.
+// Commits stay exact: a partition's commit (automatic, Commit,
+// CommitRecords, or a listener's) never passes its lowest unfinished record.
+// Before the group rebalances, the handlers running finish, and records
+// dispatched but not started are given back: each partition is read again
+// from its lowest unfinished record, so a rebalance waits for at most one
+// record per running handler, and a revoke commits what was handled and
+// nothing else. A record whose handler fails stops the stream (its
+// ErrorPolicy applies) with the records after it in its partition
+// unhandled.
 func PartitionConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {
@@ -39,9 +43,11 @@ func PartitionConcurrency(n int) Option {
 // KeyConcurrency lets a Handle stream run by an engine handle up to n
 // records at once, also within a partition: records with the same key are
 // handled one at a time in offset order, records with different keys may
-// run in parallel. It helps a hot partition. Commits follow the same rules
-// as with PartitionConcurrency: never past a partition's lowest unfinished
-// record.
+// run in parallel. It helps a hot partition. Records without a key are
+// handled in the order of their partition, one at a time per partition (as
+// with PartitionConcurrency), since nothing says their order does not
+// matter. Commits and rebalances follow the same rules as with
+// PartitionConcurrency: never past a partition's lowest unfinished record.
 func KeyConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {
@@ -86,7 +92,8 @@ type dispatcher[T any] struct {
 	changed  *sync.Cond // broadcast when a record finishes
 	lanes    map[laneKey]*lane[T]
 	parts    map[topicPartition]*progress
-	inFlight atomic.Int64 // changed under mu; read without it
+	inFlight atomic.Int64  // changed under mu; read without it
+	gen      atomic.Uint64 // give-ways so far; changed under mu
 	failure  error
 	hasFail  atomic.Bool
 	wg       sync.WaitGroup
@@ -109,6 +116,7 @@ type job[T any] struct {
 	rec  Record[T]
 	derr error // a *DecodeError instead of a record to handle
 	raw  *kgo.Record
+	gen  uint64 // d.gen when a lane took it: a give-way since drops it
 }
 
 // progress tracks a partition's dispatched records in offset order, to
@@ -132,15 +140,15 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		limit: max(2*s.cfg.maxPoll, 64*s.cfg.concurrency.n),
 	}
 	d.changed = sync.NewCond(&d.mu)
-	ss.setDrain(d.drain)
+	ss.setStopDispatch(d.giveWay)
 	defer func() {
 		d.closeLanes()
-		ss.setDrain(nil)
+		ss.setStopDispatch(nil)
 		if err == nil {
 			err = d.failed()
 		}
 	}()
-	// Released first: a rebalance waiting at the end of the range drains
+	// Released first: a rebalance waiting at the end of the range stops
 	// the lanes through the hook before it runs.
 	defer release()
 	done := handlerCtx.Done()
@@ -153,7 +161,7 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		case popEnd:
 			return nil
 		case popYield, popTimeout:
-			continue // nextUnmarked drains and lets the rebalance run
+			continue // nextUnmarked gave way to the rebalance
 		}
 		if fe != nil {
 			if fe.Fatal {
@@ -173,7 +181,9 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 func (d *dispatcher[T]) dispatch(j job[T]) {
 	tp := topicPartition{j.raw.Topic, j.raw.Partition}
 	key := laneKey{tp: tp}
-	if d.mode == concurrencyKey {
+	if d.mode == concurrencyKey && j.raw.Key != nil {
+		// Keyless records keep the lane of their partition: in partition
+		// order, and spread over lanes as the partitions are.
 		key = laneKey{hash: maphash.Bytes(d.seed, j.raw.Key) % uint64(cap(d.sem))}
 	}
 	d.mu.Lock()
@@ -218,6 +228,7 @@ func (d *dispatcher[T]) next(l *lane[T]) (j job[T], ok bool) {
 	j = l.queue[0]
 	l.queue[0] = job[T]{}
 	l.queue = l.queue[1:]
+	j.gen = d.gen.Load()
 	d.mu.Unlock()
 	return j, true
 }
@@ -235,6 +246,13 @@ func (d *dispatcher[T]) run(l *lane[T]) {
 			continue
 		}
 		d.sem <- struct{}{}
+		if d.gen.Load() != j.gen {
+			// Taken, but a give-way came while it waited for a
+			// handler slot: dropped like the records not taken.
+			<-d.sem
+			d.dropTaken()
+			continue
+		}
 		err := d.call(j)
 		<-d.sem
 		if err != nil {
@@ -288,6 +306,14 @@ func (d *dispatcher[T]) finish(r *kgo.Record, ok bool) {
 	d.changed.Broadcast()
 }
 
+// dropTaken ends a record a lane took but did not start (giveWay).
+func (d *dispatcher[T]) dropTaken() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inFlight.Add(-1)
+	d.changed.Broadcast()
+}
+
 func (d *dispatcher[T]) fail(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -308,13 +334,29 @@ func (d *dispatcher[T]) failed() error {
 
 func (d *dispatcher[T]) busy() bool { return d.inFlight.Load() > 0 }
 
-// drain waits until no record is in flight.
-func (d *dispatcher[T]) drain() {
+// giveWay prepares the lanes for a rebalance: records dispatched but not
+// started are dropped (the session rewinds their partitions to the lowest
+// unfinished record, so they are fetched again, by this member or the
+// partition's next owner), and the handlers running are waited for. Then
+// no record is in flight and every partition's progress starts afresh.
+func (d *dispatcher[T]) giveWay() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.gen.Add(1)
+	dropped := 0
+	for _, l := range d.lanes {
+		dropped += len(l.queue)
+		clear(l.queue)
+		l.queue = l.queue[:0]
+	}
+	d.inFlight.Add(int64(-dropped))
+	d.changed.Broadcast()
 	for d.inFlight.Load() > 0 {
 		d.changed.Wait()
 	}
+	// What is left in each partition's progress is dropped or failed: the
+	// rewind covers it.
+	clear(d.parts)
 }
 
 // closeLanes lets every lane finish what it holds and waits for it.
@@ -336,18 +378,18 @@ func (d *dispatcher[T]) closeLanes() {
 // waiting rebalance is noticed soon after they finish.
 const busyPoll = 50 * time.Millisecond
 
-// setDrain installs the hook of a concurrent Handle stream that waits for
-// its records in flight; a rebalance runs only after it returns.
-func (ss *session) setDrain(drain func()) {
+// setStopDispatch installs the hook of a concurrent Handle stream that
+// stops its lanes before a rebalance (dispatcher.giveWay).
+func (ss *session) setStopDispatch(stop func()) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	ss.drain = drain
+	ss.stopDispatch = stop
 }
 
 // nextUnmarked takes the next record for a dispatcher, which marks records
 // itself as they finish. While records are in flight (busy), polls are
-// short and do not let a rebalance run; a waiting rebalance first drains
-// them.
+// short and do not let a rebalance run; a waiting rebalance first stops the
+// lanes (giveWay).
 func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy bool) (*kgo.Record, *FetchError, popStatus) {
 	ss.mu.Lock()
 	ss.inflight = ss.inflight[:0]
@@ -362,7 +404,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 	ss.mu.Unlock()
 	if st == popYield {
 		ss.rebalancePending.Store(false)
-		ss.yieldToRebalance()
+		ss.giveWay(ss.cl)
 	}
 	return r, fe, st
 }

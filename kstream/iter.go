@@ -26,16 +26,18 @@ import (
 // Commits follow loop control. A record is processed when the body returns
 // to the iterator for the next one (continue, or the end of the body); in
 // the default mode processed records are committed automatically. break,
-// return, goto and panic leave the record in hand unprocessed, so after
-// Close it is delivered again to whichever member owns its partition next.
+// return, goto and panic leave the record in hand unprocessed, and an
+// unprocessed record is never skipped: within one member a record is yielded
+// again exactly when no body finished with it; across members, whatever was
+// not committed is delivered again to the partition's next owner.
 //
-// The iterator may be ranged again: a new range resumes after the last record
-// yielded, with nothing polled lost. The record a previous range broke on is
-// not yielded again by this member; once a later record of its partition is
-// processed, a commit covers it (offsets are per partition, so ranging on
-// means you are done with it). A range over a stream that was never opened
-// opens it and closes it at the end of the loop, so each such loop is a whole
-// session: records it left unprocessed are delivered again by the next one.
+// So the iterator may be ranged again: a new range yields the record a
+// previous range broke on (or returned or panicked on) again first, then the
+// rest, with nothing polled lost. Until then that record counts as not
+// yielded: Commit does not cover it. A range over a stream that was never
+// opened opens it and closes it at the end of the loop, so each such loop is
+// a whole session: records it left unprocessed are delivered again by the
+// next one.
 //
 // Records of a partition revoked from, or lost by, this member are never
 // yielded after the revoke.
@@ -84,8 +86,9 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 // *DecodeError, which is yielded with a batch holding just the bad record; the
 // good records before it come first, in their own batch. Commits follow loop
 // control as with Records, for the whole batch at once: a batch is processed
-// when the body returns to the iterator for the next one. Each batch is a new
-// slice that the body may keep.
+// when the body returns to the iterator for the next one, and the records of
+// a batch broken on are yielded again first by the next range. Each batch is
+// a new slice that the body may keep.
 func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) iter.Seq2[[]Record[T], error] {
 	return func(yield func([]Record[T], error) bool) {
 		if max <= 0 {

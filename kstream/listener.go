@@ -41,10 +41,12 @@ type RebalanceListener interface {
 type AnyStream interface {
 	// Name returns the stream's name.
 	Name() string
-	// Commit commits every record the stream has yielded so far, as
-	// Stream.Commit does, except a record that a range left unfinished
-	// (break, return, panic) or whose body is still running while the
-	// stream closes: it stays for the partition's next owner.
+	// Commit commits, on each partition this member owns, every record
+	// before the partition's lowest unfinished one: a record whose body or
+	// handler is still running (while the stream closes), that failed, or
+	// that a range left (break, return, panic). That record stays for the
+	// partition's next owner. This holds under PartitionConcurrency and
+	// KeyConcurrency too.
 	Commit(ctx context.Context) error
 	// Assignment returns the partitions this member owns, by topic.
 	Assignment() map[string][]int32
@@ -77,8 +79,8 @@ func (MetricsRebalanceListener) OnRevoked(context.Context, AnyStream, map[string
 // OnLost does nothing: the lost partitions' series are gone already.
 func (MetricsRebalanceListener) OnLost(context.Context, AnyStream, map[string][]int32) {}
 
-// ManualCommitRebalanceListener commits the records yielded so far before
-// partitions are revoked, so that with ManualCommit a rebalance (or Close)
+// ManualCommitRebalanceListener commits the records finished so far (as
+// AnyStream.Commit says) before partitions are revoked, so that with ManualCommit a rebalance (or Close)
 // does not deliver them again to the next owner. It also does what
 // MetricsRebalanceListener does. A failed commit is logged by the stream;
 // the records are then delivered again (at least once).
@@ -86,7 +88,7 @@ type ManualCommitRebalanceListener struct {
 	MetricsRebalanceListener
 }
 
-// OnRevoked commits the records yielded so far.
+// OnRevoked commits the records finished so far.
 func (ManualCommitRebalanceListener) OnRevoked(ctx context.Context, s AnyStream, _ map[string][]int32) {
 	if err := s.Commit(ctx); err != nil {
 		if h, ok := s.(*streamHandle); ok {

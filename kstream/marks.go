@@ -12,11 +12,17 @@ import (
 // every poll, at the end of every range, before every commit and revoke.
 const markPushInterval = 500 * time.Millisecond
 
-// partState is what the stream knows of one partition it owns. Offsets are
-// "next offset" values: the offset after the last record of that kind, 0
-// when there is none.
+// partState is what the stream knows of one partition it owns; a partition
+// this member does not own has none. Offsets are "next offset" values: the
+// offset after the last record of that kind, 0 when there is none.
+//
+// The offset arithmetic of commits and rewinds lives in its methods, which
+// need no client (offsets_internal_test.go tests them):
+//
+//	base <= lowest unprocessed <= yielded
+//	processed <= yielded (a commit never covers a record not yielded)
+//	pushed <= processed (marks given to franz-go)
 type partState struct {
-	owned     bool
 	epoch     int32 // leader epoch of the last processed record
 	yielded   int64
 	processed int64
@@ -24,22 +30,19 @@ type partState struct {
 	committed int64 // committed offset as this member last knew it
 	highwater int64
 
+	// base is where this member's yielding of the partition began: the
+	// first record it yielded, or the offset it was last rewound to. Every
+	// record below base was processed or is not this member's to process.
+	base int64
+
 	committedKnown bool               // the group had a commit, or this member made one
 	processedCtr   prometheus.Counter // nil without metrics
-
-	// firstYielded is the offset of the first record yielded in this
-	// session (valid once yielded > 0). abandoned, when hasAbandoned, is the
-	// lowest record a range left without finishing (break, return, panic):
-	// commits stop below it until a record at or after it is processed.
-	firstYielded int64
-	abandoned    int64
-	hasAbandoned bool
 }
 
 // noteYield records that r is being yielded.
 func (ps *partState) noteYield(r *kgo.Record) {
 	if ps.yielded == 0 {
-		ps.firstYielded = r.Offset
+		ps.base = r.Offset
 	}
 	if r.Offset+1 > ps.yielded {
 		ps.yielded = r.Offset + 1
@@ -47,20 +50,57 @@ func (ps *partState) noteYield(r *kgo.Record) {
 }
 
 // lowestUnprocessed returns the offset of the first record yielded but not
-// processed, if any.
+// processed, if any. Records finish in offset order within a partition (or,
+// with KeyConcurrency, are marked only up to the lowest unfinished one), so
+// it is the processed watermark, or base when nothing after base is.
 func (ps *partState) lowestUnprocessed() (int64, bool) {
-	if ps.yielded <= ps.processed || ps.yielded == 0 {
+	low := max(ps.processed, ps.base)
+	if ps.yielded <= low {
 		return 0, false
 	}
-	if ps.processed > ps.firstYielded {
-		return ps.processed, true
+	return low, true
+}
+
+// settled is the furthest offset a commit may cover without passing a
+// record that no body finished: the lowest unprocessed record, or, when
+// every yielded record is processed, the end of what was yielded.
+func (ps *partState) settled() int64 {
+	if low, ok := ps.lowestUnprocessed(); ok {
+		return low
 	}
-	return ps.firstYielded, true
+	return ps.yielded
+}
+
+// rewindTo records that the partition will be read again from off: records
+// at or after it were given back (a break, a rebalance's give-way), so they
+// count as not yielded.
+func (ps *partState) rewindTo(off int64) {
+	ps.base = off
+	if off < ps.yielded {
+		ps.yielded = off
+	}
+}
+
+// rewindTarget is where a partition resumes after a give-way: its lowest
+// unprocessed record, or its first buffered (polled, not yielded) record,
+// whichever comes first. ok is false when the partition needs no rewind:
+// nothing unprocessed and nothing buffered.
+func (ps *partState) rewindTarget(firstBuffered int64, hasBuffered bool) (off int64, ok bool) {
+	low, hasLow := ps.lowestUnprocessed()
+	switch {
+	case hasLow && hasBuffered:
+		return min(low, firstBuffered), true
+	case hasLow:
+		return low, true
+	case hasBuffered:
+		return firstBuffered, true
+	}
+	return 0, false
 }
 
 func (ss *session) markLocked(r *kgo.Record) {
 	ps := ss.partLocked(r.Topic, r.Partition)
-	if ps == nil || !ps.owned {
+	if ps == nil {
 		return
 	}
 	if r.Offset+1 > ps.processed {
@@ -68,16 +108,23 @@ func (ss *session) markLocked(r *kgo.Record) {
 		ps.epoch = r.LeaderEpoch
 		ss.dirty = true
 	}
-	if ps.hasAbandoned && r.Offset >= ps.abandoned {
-		ps.hasAbandoned = false
-	}
 	if ps.processedCtr != nil {
 		ps.processedCtr.Inc()
 	}
 }
 
+// stopPushTimer stops the mark-push timer for Close. Under pushMu, so that
+// a push running meanwhile, which re-arms the timer unless the session is
+// closing, either finished before (and Stop undoes its re-arming) or sees
+// closing.
+func (ss *session) stopPushTimer() {
+	ss.pushMu.Lock()
+	defer ss.pushMu.Unlock()
+	ss.pushTimer.Stop()
+}
+
 func (ss *session) newPartState(topic string) *partState {
-	ps := &partState{owned: true}
+	ps := &partState{}
 	if ss.m != nil {
 		ps.processedCtr = ss.m.processed.WithLabelValues(ss.name, topic)
 	}
@@ -101,7 +148,7 @@ func (ss *session) pushMarks(cl *kgo.Client) {
 		clear(m)
 	}
 	for tp, ps := range ss.parts {
-		if !ps.owned || ps.processed <= ps.pushed {
+		if ps.processed <= ps.pushed {
 			continue
 		}
 		m := ss.scratch[tp.topic]
@@ -115,6 +162,9 @@ func (ss *session) pushMarks(cl *kgo.Client) {
 	ss.dirty = false
 	ss.mu.Unlock()
 	ss.pushDue.Store(false)
-	ss.pushTimer.Reset(markPushInterval)
+	if !ss.closing.Load() {
+		// Close stops the timer; its own final push must not re-arm it.
+		ss.pushTimer.Reset(markPushInterval)
+	}
 	cl.MarkCommitOffsets(ss.scratch)
 }

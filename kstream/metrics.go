@@ -223,9 +223,6 @@ func (ss *session) partitionStats() []partitionStat {
 	defer ss.mu.Unlock()
 	out := make([]partitionStat, 0, len(ss.parts))
 	for tp, ps := range ss.parts {
-		if !ps.owned {
-			continue
-		}
 		st := partitionStat{topic: tp.topic, partition: tp.partition, committed: -1, position: ps.yielded, highwater: ps.highwater}
 		if ss.group {
 			if ps.committedKnown {

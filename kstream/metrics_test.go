@@ -70,11 +70,11 @@ func TestMetricsPartitionGaugesMatchPositions(t *testing.T) {
 	}
 	defer s.Close()
 	recs := take(t, e.ctx, s, 7)
-	if err := s.Commit(e.ctx); err != nil { // commits all 7 yielded
+	if err := s.Commit(e.ctx); err != nil { // the 6 finished; the 7th was given back
 		t.Fatal(err)
 	}
 	consumed := map[int32]int64{}
-	for _, r := range recs {
+	for _, r := range recs[:6] {
 		consumed[r.Partition]++
 	}
 	e.wantCommitted("mg", consumed)

@@ -75,7 +75,7 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			}
 			ss.rebalancePending.Store(false)
 			ss.mu.Unlock()
-			ss.yieldToRebalance()
+			ss.giveWay(ss.cl)
 			ss.mu.Lock()
 			continue
 		}
@@ -91,12 +91,14 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			r := ss.buf[ss.pos]
 			ss.buf[ss.pos] = nil
 			ss.pos++
-			if ps := ss.partLocked(r.Topic, r.Partition); ps != nil && ps.owned {
+			// The lookup also primes the cache that step reads. A record
+			// of a partition this member does not own is never yielded:
+			// callbacks run only after giveWay emptied the buffer (or while
+			// closing, when nothing is yielded), so this guards the
+			// invariant rather than handling a case.
+			if ss.partLocked(r.Topic, r.Partition) != nil {
 				return r, nil, popRecord
 			}
-			// Gating makes this unreachable; a record of a partition
-			// this member does not own must never be yielded.
-			ss.log.Warn("dropping polled record of a partition not owned", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return nil, nil, popTimeout
@@ -213,7 +215,7 @@ func (ss *session) yielding(rs []*kgo.Record) int {
 	n := 0
 	for _, r := range rs {
 		ps := ss.partLocked(r.Topic, r.Partition)
-		if ps == nil || !ps.owned {
+		if ps == nil {
 			continue
 		}
 		ps.noteYield(r)

@@ -11,63 +11,73 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// yieldToRebalance lets a waiting rebalance run: unyielded records are
-// given back (their partitions rewound to the first of them), marks are
-// pushed so that the revoke commits them, and franz-go may go on.
-func (ss *session) yieldToRebalance() {
+// giveWay lets a waiting rebalance run. It is the one hand-off, reached at
+// a record boundary of a range (rebalancePending, set by onCallbackBlocked)
+// and from onCallbackBlocked itself when no range is running. A concurrent
+// Handle stream first drops the records it has not started and waits for
+// the handlers running (they mark what they finish); then every partition
+// is rewound to its lowest unprocessed record, or its first polled record
+// not yet yielded, the marks are pushed so that a revoke commits them, and
+// franz-go may go on. franz-go treats a rewound offset as the partition's
+// committable position, so the rewind never passes an unprocessed record.
+// cl is given because franz-go's hook can run before openSession stored
+// the client.
+func (ss *session) giveWay(cl *kgo.Client) {
 	if ss.closing.Load() {
-		ss.cl.AllowRebalance() // Close leaves the group; let it
+		cl.AllowRebalance() // Close leaves the group; let it
 		return
 	}
 	ss.mu.Lock()
-	drain := ss.drain
+	stop := ss.stopDispatch
 	ss.mu.Unlock()
-	if drain != nil {
-		// Records in flight finish, and are marked, before a revoke, and
-		// before the rewind is computed: counted as unprocessed, they
-		// would be rewound to and handled again.
-		drain()
+	if stop != nil {
+		stop()
 	}
 	ss.mu.Lock()
-	rewind := ss.takeBufferLocked()
+	rewind := ss.rewindLocked()
 	ss.mu.Unlock()
 	if len(rewind) > 0 {
-		ss.cl.SetOffsets(rewind)
+		cl.SetOffsets(rewind)
 	}
-	ss.pushMarks(ss.cl)
-	ss.cl.AllowRebalance()
+	ss.pushMarks(cl)
+	cl.AllowRebalance()
 }
 
-// takeBufferLocked empties the buffer and returns, per partition, where to
-// rewind: its first unyielded record, or the first yielded record that was
-// not processed if there is one. franz-go treats a rewound offset as the
-// partition's committable position, so the rewind must never pass a record
-// that was not processed.
-func (ss *session) takeBufferLocked() map[string]map[int32]kgo.EpochOffset {
-	var rewind map[string]map[int32]kgo.EpochOffset
+// rewindLocked empties the buffer and returns, per partition that needs
+// it, where to read again (partState.rewindTarget); each such partition's
+// state counts the records from there as not yielded. ss.mu is held.
+func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
+	firstBuffered := make(map[topicPartition]*kgo.Record)
 	for _, r := range ss.buf[ss.pos:] {
-		if rewind == nil {
-			rewind = make(map[string]map[int32]kgo.EpochOffset)
+		tp := topicPartition{r.Topic, r.Partition}
+		if _, ok := firstBuffered[tp]; !ok {
+			firstBuffered[tp] = r
 		}
-		m := rewind[r.Topic]
-		if m == nil {
-			m = make(map[int32]kgo.EpochOffset)
-			rewind[r.Topic] = m
-		}
-		if _, ok := m[r.Partition]; ok {
-			continue
-		}
-		eo := kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
-		if ps := ss.parts[topicPartition{r.Topic, r.Partition}]; ps != nil {
-			if low, ok := ps.lowestUnprocessed(); ok && low < eo.Offset {
-				eo = kgo.EpochOffset{Epoch: -1, Offset: low}
-			}
-		}
-		m[r.Partition] = eo
 	}
 	clear(ss.buf)
 	ss.buf = ss.buf[:0]
 	ss.pos = 0
+	var rewind map[string]map[int32]kgo.EpochOffset
+	for tp, ps := range ss.parts {
+		fb := firstBuffered[tp]
+		var fbOff int64
+		if fb != nil {
+			fbOff = fb.Offset
+		}
+		off, ok := ps.rewindTarget(fbOff, fb != nil)
+		if !ok {
+			continue
+		}
+		eo := kgo.EpochOffset{Epoch: -1, Offset: off}
+		if fb != nil && fb.Offset == off {
+			eo.Epoch = fb.LeaderEpoch
+		}
+		ps.rewindTo(off)
+		if rewind == nil {
+			rewind = make(map[string]map[int32]kgo.EpochOffset)
+		}
+		addOffset(rewind, tp, eo)
+	}
 	return rewind
 }
 
@@ -128,7 +138,6 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	if countPartitions(revoked) == 0 {
 		return
 	}
-	ss.dropBuffered(revoked)
 	if !ss.manual {
 		if err := ss.commitMarked(ctx, cl); err != nil {
 			ss.log.Error("commit before revoke failed; processed records will be delivered again", "err", err)
@@ -144,7 +153,6 @@ func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 	if countPartitions(lost) == 0 {
 		return
 	}
-	ss.dropBuffered(lost)
 	ss.log.Warn("partitions lost", "partitions", lost)
 	ss.noteRebalance("lost")
 	ss.callListeners(func(l RebalanceListener) { l.OnLost(ctx, ss.handle, cloneAssignment(lost)) })
@@ -162,49 +170,20 @@ func (ss *session) callListeners(call func(RebalanceListener)) {
 }
 
 // onCallbackBlocked runs (in a goroutine of franz-go's) when a rebalance
-// waits for the stream. Outside a range, or while the range polls, the
-// stream gives way at once; otherwise at the next record boundary.
+// waits for the stream. Outside a range the stream gives way at once;
+// during one, at the range's next record boundary.
 func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 	ss.mu.Lock()
-	if ss.ranging {
+	ranging := ss.ranging
+	if ranging {
 		// A poll of the range has returned (that is what blocks): the
 		// range gives way at its next step.
 		ss.rebalancePending.Store(true)
-		ss.mu.Unlock()
-		return
 	}
-	drain := ss.drain
 	ss.mu.Unlock()
-	if ss.closing.Load() {
-		cl.AllowRebalance()
-		return
+	if !ranging {
+		ss.giveWay(cl)
 	}
-	if drain != nil {
-		drain() // before the rewind: see yieldToRebalance
-	}
-	ss.mu.Lock()
-	rewind := ss.takeBufferLocked()
-	ss.mu.Unlock()
-	if len(rewind) > 0 {
-		cl.SetOffsets(rewind)
-	}
-	ss.pushMarks(cl)
-	cl.AllowRebalance()
-}
-
-// dropBuffered removes unyielded records of the given partitions. Gating
-// means there are none; this keeps the guarantee if that ever changes.
-func (ss *session) dropBuffered(gone map[string][]int32) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	kept := ss.buf[:ss.pos]
-	for _, r := range ss.buf[ss.pos:] {
-		if !slices.Contains(gone[r.Topic], r.Partition) {
-			kept = append(kept, r)
-		}
-	}
-	clear(ss.buf[len(kept):])
-	ss.buf = kept
 }
 
 func (ss *session) disown(gone map[string][]int32) {

@@ -29,8 +29,11 @@ type session struct {
 	cl     *kgo.Client
 	group  bool
 	manual bool
-	handle *streamHandle
-	m      *metricsSet // nil without the Metrics option
+	// outOfOrder: records finish out of offset order (PartitionConcurrency,
+	// KeyConcurrency), so commits stop at the lowest unfinished record.
+	outOfOrder bool
+	handle     *streamHandle
+	m          *metricsSet // nil without the Metrics option
 
 	closing          atomic.Bool
 	rebalancePending atomic.Bool
@@ -64,7 +67,9 @@ type session struct {
 	dirty        bool // some partition has processed > pushed
 	initialLeft  map[topicPartition]int64
 	assignedOnce bool
-	drain        func() // waits for a dispatcher's records in flight
+	// stopDispatch, set while a concurrent Handle stream runs, drops the
+	// records its lanes have not started and waits for those running.
+	stopDispatch func()
 }
 
 // partLocked returns the state of r's partition, creating it for a stream
@@ -93,16 +98,14 @@ func (ss *session) beginRange() {
 }
 
 // endRange is called when a range ends for any reason (end, break, return,
-// panic). The record in flight stays unmarked.
+// panic). The records in flight (the record or batch in hand) stay
+// unprocessed and go back to the front of the buffer, so that ranging again
+// yields them again first.
 func (ss *session) endRange() {
 	ss.mu.Lock()
 	ss.ranging = false
-	for _, r := range ss.inflight {
-		if ps := ss.parts[topicPartition{r.Topic, r.Partition}]; ps != nil && r.Offset+1 > ps.processed {
-			if !ps.hasAbandoned || r.Offset < ps.abandoned {
-				ps.abandoned, ps.hasAbandoned = r.Offset, true
-			}
-		}
+	if !ss.closing.Load() && len(ss.inflight) > 0 {
+		ss.giveBackLocked(ss.inflight)
 	}
 	ss.inflight = ss.inflight[:0]
 	empty := ss.pos >= len(ss.buf)
@@ -118,10 +121,23 @@ func (ss *session) endRange() {
 		return
 	}
 	if ss.rebalancePending.Swap(false) {
-		ss.yieldToRebalance()
+		ss.giveWay(ss.cl)
 	} else if empty {
 		ss.cl.AllowRebalance()
 	}
+}
+
+// giveBackLocked puts records that were yielded but not processed back at
+// the front of the buffer and counts them as not yielded. ss.mu is held.
+func (ss *session) giveBackLocked(rs []*kgo.Record) {
+	for _, r := range rs {
+		if ps := ss.parts[topicPartition{r.Topic, r.Partition}]; ps != nil && r.Offset >= ps.processed {
+			if r.Offset < ps.yielded {
+				ps.rewindTo(r.Offset)
+			}
+		}
+	}
+	ss.unpopLocked(rs)
 }
 
 // assignment returns the partitions this member owns.
@@ -129,10 +145,8 @@ func (ss *session) assignment() map[string][]int32 {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	out := make(map[string][]int32)
-	for tp, ps := range ss.parts {
-		if ps.owned {
-			out[tp.topic] = append(out[tp.topic], tp.partition)
-		}
+	for tp := range ss.parts {
+		out[tp.topic] = append(out[tp.topic], tp.partition)
 	}
 	for _, ps := range out {
 		slices.Sort(ps)
