@@ -288,17 +288,7 @@ func (d *dispatcher[T]) callDecodeError(rec Record[T], derr error) error {
 func (d *dispatcher[T]) finish(r *kgo.Record, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p := d.parts[topicPartition{r.Topic, r.Partition}]
-	if ok {
-		p.done[r] = true
-	}
-	var last *kgo.Record
-	for len(p.queue) > 0 && p.done[p.queue[0]] {
-		last = p.queue[0]
-		delete(p.done, last)
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-	}
+	last := d.parts[topicPartition{r.Topic, r.Partition}].finish(r, ok)
 	if last != nil {
 		d.ss.markDone(last)
 	}
@@ -312,6 +302,22 @@ func (d *dispatcher[T]) dropTaken() {
 	defer d.mu.Unlock()
 	d.inFlight.Add(-1)
 	d.changed.Broadcast()
+}
+
+// finish records that r ended (handled if ok) and returns the last record of
+// the finished run at the front of the queue, which the partition's mark may
+// advance to, or nil: the mark never passes an unfinished or failed record.
+func (p *progress) finish(r *kgo.Record, ok bool) (last *kgo.Record) {
+	if ok {
+		p.done[r] = true
+	}
+	for len(p.queue) > 0 && p.done[p.queue[0]] {
+		last = p.queue[0]
+		delete(p.done, last)
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+	}
+	return last
 }
 
 func (d *dispatcher[T]) fail(err error) {
