@@ -3,10 +3,15 @@
 GO ?= go
 PKGS := ./... ./examples/... ./integration/...
 
-.PHONY: test run bench lint vet fmt-check bench-compare bench-compare-quick fuzz interop chaos chaos-short
+.PHONY: test test-kip848 run bench lint vet fmt-check bench-compare bench-compare-quick fuzz interop chaos chaos-short
 
 test: lint
 	$(GO) test -race -count=1 -timeout 5m $(PKGS)
+
+# The SDK's tests again with the consumer group protocol of KIP-848 (the
+# broker assigns), for the streams the tests make through their helpers.
+test-kip848:
+	KSTREAM_GROUP_PROTOCOL=consumer $(GO) test -race -count=1 -timeout 5m ./kstream/
 
 lint: vet fmt-check
 

@@ -18,7 +18,7 @@ import (
 
 func (e *env) engine(opts ...kstream.Option) *kstream.Engine {
 	e.t.Helper()
-	base := []kstream.Option{kstream.Brokers(e.c.Brokers()...), kstream.Logger(testLogger(e.t))}
+	base := []kstream.Option{kstream.Brokers(e.c.Brokers()...), kstream.Logger(testLogger(e.t)), groupProtocol()}
 	eng, err := kstream.NewEngine(append(base, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)

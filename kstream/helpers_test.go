@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -63,12 +64,24 @@ func (e *env) stream(opts ...kstream.Option) *kstream.Stream[string] {
 		kstream.Topics(e.topic),
 		kstream.Logger(testLogger(e.t)),
 		kstream.ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(200*time.Millisecond)),
+		groupProtocol(),
 	}
 	s, err := kstream.NewStream(codec.String(), append(base, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return s
+}
+
+// groupProtocol returns the client options of the group protocol the tests
+// run under: the classic protocol, or with KSTREAM_GROUP_PROTOCOL=consumer
+// the consumer protocol of KIP-848, where the broker assigns (make
+// test-kip848).
+func groupProtocol() kstream.Option {
+	if os.Getenv("KSTREAM_GROUP_PROTOCOL") == "consumer" {
+		return kstream.ClientOptions(kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	}
+	return kstream.ClientOptions()
 }
 
 // committed returns the group's committed offsets for the env's topic.

@@ -99,6 +99,10 @@ func Start(opts ...Option) (*Cluster, error) {
 		fo := []kfake.Opt{
 			kfake.NumBrokers(o.brokers),
 			kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+			// KIP-848 members learn of a new assignment at their next
+			// heartbeat, whose interval the broker sets (5 s by default):
+			// short, as the classic group's timings are in tests.
+			kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "250"}),
 		}
 		fo = append(fo, o.fakeOpts...)
 		fake, err := kfake.NewCluster(fo...)
