@@ -5,17 +5,17 @@
 // committed, that committed offsets never go backwards, and that shutdowns
 // return within their deadlines and leave no goroutine behind.
 //
-// Everything is in the tests (go test ./integration/chaos, or make chaos);
+// Everything is in the tests (make chaos, or the go test lines below);
 // cmd/member is the group member the churn scenarios run as separate
 // processes, against a broker that is a process of its own too
-// (integration/cmd/kfakeserver). The results table is in
-// docs/reliability.md.
+// (integration/cmd/kfakeserver). The results are in
+// docs/reliability-churn.md, the full run logs in integration/results/.
 //
-// The scenarios run only with CHAOS=1 (they take minutes and load every
-// core); -short selects a bounded subset:
+// The scenarios carry the chaos build tag and run only with CHAOS=1 (they
+// take minutes and load every core); -short selects a bounded subset:
 //
-//	CHAOS=1 go test -race -count=1 -timeout 15m -v ./integration/chaos/       # make chaos
-//	CHAOS=1 go test -race -count=1 -short -timeout 5m ./integration/chaos/    # make chaos-short
+//	CHAOS=1 go test -tags chaos -race -count=1 -timeout 15m -v ./integration/chaos/       # make chaos
+//	CHAOS=1 go test -tags chaos -race -count=1 -short -timeout 5m ./integration/chaos/    # make chaos-short
 //
 // Environment:
 //
@@ -28,5 +28,5 @@
 //	                      (records, manual, engine; franz: franz-go alone, the control)
 //	CHAOS_VERBOSE=1       members log at debug level, franz-go included
 //	CHAOS_KILL_ANYTIME=1  kill members at any moment, not only in a stable group (shows a
-//	                      kfake bug: see docs/reliability.md)
+//	                      kfake bug: see docs/reliability-churn.md)
 package chaos

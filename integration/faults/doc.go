@@ -13,5 +13,6 @@
 //
 //	go test -race -count=1 ./integration/faults/
 //
-// and set FAULTS_REPORT=path to write the table of docs/reliability-faults.md.
+// and set FAULTS_REPORT=path to write the full results table (the latest is
+// in integration/results/; docs/reliability-faults.md sums it up).
 package faults
