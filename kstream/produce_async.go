@@ -3,6 +3,8 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,30 +20,35 @@ import (
 // done is called exactly once per SendAsync, with every outcome:
 //
 //   - ErrEngineNotStarted before Start and after Stop has finished;
+//   - ctx's error, naming the topic, when ctx ends before the record is
+//     acknowledged (it may still be written);
 //   - an error naming the topic when the record could not be written
-//     (franz-go's error wrapped, so errors.Is works: for instance
-//     ctx's error when ctx ends before the record is acknowledged);
+//     (franz-go's error wrapped, so errors.Is works);
 //   - the record's metadata and a nil error when the brokers acknowledged it.
 //
 // ErrEngineNotStarted is given to done on the calling goroutine, before
-// SendAsync returns. Every other outcome is given on a goroutine of
-// franz-go's that calls back for all records of the engine one after the
-// other, so done must be quick and must not block: in particular it must not
-// call Send, SendBatch, Flush or Stop, which wait on that goroutine (to send
-// from done, start a goroutine). For the records of one partition, done
-// calls come in the order of acknowledgement, which is the order of the
-// SendAsync calls.
+// SendAsync returns. ctx's end is given as soon as ctx ends, on a goroutine
+// of its own (the one context.AfterFunc starts), even when the record waits
+// behind records whose contexts cannot end (franz-go fails a batch of
+// records by the context of its first record only). Every other outcome is
+// given on a goroutine of franz-go's that calls back for all records of the
+// engine one after the other, so done must be quick and must not block: in
+// particular it must not call Send, SendBatch, Flush or Stop, which wait on
+// that goroutine (to send from done, start a goroutine). done calls for
+// different records may therefore run at the same time: a done function
+// shared by several sends must be safe for concurrent use. For the records
+// of one partition, done calls come in the order of acknowledgement, which
+// is the order of the SendAsync calls; a record whose ctx ends first fails
+// when it ends, ahead of records sent before it.
 //
 // done may be nil: then a failure is logged at error level with the topic
 // and the error, so that nothing fails silently. The engine's metrics count
 // each record sent and each one that failed, as for Send (a record refused
 // with ErrEngineNotStarted is not counted: a stopped engine has no series).
 //
-// ctx bounds the record's life as for Send: when it ends before the record
-// is acknowledged, the record fails with ctx's error (it may still have been
-// written). SendAsync blocks while the producer holds as many records as it
-// may buffer (franz-go's MaxBufferedRecords, 10 000 by default) until there
-// is room or ctx ends. During a stop, handlers finishing their records may
+// SendAsync blocks while the producer holds as many records as it may
+// buffer (franz-go's MaxBufferedRecords, 10 000 by default) until there is
+// room or ctx ends. During a stop, handlers finishing their records may
 // still send: Stop flushes the producer after the streams have stopped, and
 // every done function has returned when Stop returns (records still unsent
 // at Stop's deadline fail with franz-go's ErrClientClosed; Stop waits up to
@@ -49,7 +56,9 @@ import (
 // running).
 //
 // The options are those of Send. value, the key and the headers must not be
-// modified until done is called.
+// modified until done is called; when done is given ctx's error, the
+// producer may still read them (as after Send returned ctx's error), so do
+// not modify them then either.
 func (e *Engine) SendAsync(ctx context.Context, topic string, value []byte, done func(RecordMetadata, error), opts ...SendOption) {
 	e.sendAsync(ctx, topic, nil, value, done, opts)
 }
@@ -70,13 +79,25 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 	}
 	op := getAsyncOp()
 	op.prepare(ctx, topic, key, value, opts)
-	op.eng, op.done, op.gen = e, done, gen
+	op.eng, op.done, op.topic, op.gen = e, done, topic, gen
+	if ctx.Done() != nil {
+		watchOp(ctx, op)
+	}
 	producer.Produce(ctx, &op.rec, op.finish)
 }
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
-	e, done, topic, gen := op.eng, op.done, r.Topic, op.gen
+	if op.watched && unwatchOp(op) {
+		// The record's context ended first, and its watch has failed
+		// it: its done is not ours to call. Waiting until the watch has
+		// called it keeps Flush's promise that every done function has
+		// returned (done functions are quick; see SendAsync).
+		<-op.expiredDone
+		op.release()
+		return
+	}
+	e, done, topic, gen := op.eng, op.done, op.topic, op.gen
 	defer e.inflight.finish()
 	var md RecordMetadata
 	if err == nil {
@@ -91,6 +112,119 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 	}
 	if done != nil {
 		done(md, nil)
+	}
+}
+
+// ctxWatches fails the SendAsync records whose context ends before franz-go
+// calls back for them. franz-go fails a batch by the context of its first
+// record only, so a record behind one whose context cannot end would
+// otherwise wait for the brokers however long they take.
+//
+// Records are watched by their context's Done channel, which contexts that
+// end together share (a handler's context with values added, for instance):
+// a watch is one context.AfterFunc, made for the first record of its
+// channel and stopped when the last one in flight is called back for, so
+// that records sent in a stream under one context cost a lock and a map
+// look-up each, and no allocation. The watches are the package's, not an
+// engine's: a record's sendOp knows its engine.
+var ctxWatches struct {
+	mu   sync.Mutex
+	byCh map[<-chan struct{}]*ctxWatch
+}
+
+// ctxWatch is the watch of one Done channel: the records in flight under
+// it, in the order they were sent.
+type ctxWatch struct {
+	ch         <-chan struct{}
+	ctx        context.Context // the context of the first record, whose Err is the channel's
+	stop       func() bool
+	head, tail *sendOp
+}
+
+// watchOp puts op, about to be produced under ctx, in the watch of ctx's
+// Done channel, making the watch if there is none.
+func watchOp(ctx context.Context, op *sendOp) {
+	ch := ctx.Done()
+	op.watched = true
+	ctxWatches.mu.Lock()
+	defer ctxWatches.mu.Unlock()
+	w := ctxWatches.byCh[ch]
+	if w == nil {
+		if ctxWatches.byCh == nil {
+			ctxWatches.byCh = make(map[<-chan struct{}]*ctxWatch)
+		}
+		w = &ctxWatch{ch: ch, ctx: ctx}
+		ctxWatches.byCh[ch] = w
+		// If ctx has ended, expire runs at once on a goroutine of
+		// its own, and waits for this lock.
+		w.stop = context.AfterFunc(ctx, w.expire)
+	}
+	op.watch, op.prev = w, w.tail
+	if w.tail != nil {
+		w.tail.next = op
+	} else {
+		w.head = op
+	}
+	w.tail = op
+}
+
+// unwatchOp takes op off its watch for its promise, stopping the watch if
+// op was its last record. It reports whether the watch had expired op
+// already, in which case the promise must leave op's outcome alone and wait
+// for expiredDone before it releases op.
+func unwatchOp(op *sendOp) (expired bool) {
+	ctxWatches.mu.Lock()
+	defer ctxWatches.mu.Unlock()
+	if op.expired {
+		return true
+	}
+	w := op.watch
+	if op.prev != nil {
+		op.prev.next = op.next
+	} else {
+		w.head = op.next
+	}
+	if op.next != nil {
+		op.next.prev = op.prev
+	} else {
+		w.tail = op.prev
+	}
+	op.watch, op.prev, op.next = nil, nil, nil
+	if w.head == nil {
+		// If expire has begun all the same, it finds w empty.
+		w.stop()
+		if ctxWatches.byCh[w.ch] == w {
+			delete(ctxWatches.byCh, w.ch)
+		}
+	}
+	return false
+}
+
+// expire runs when w's context ends: it fails every record still in w, in
+// the order they were sent, with the context's error.
+func (w *ctxWatch) expire() {
+	ctxWatches.mu.Lock()
+	if ctxWatches.byCh[w.ch] == w {
+		delete(ctxWatches.byCh, w.ch)
+	}
+	head := w.head
+	w.head, w.tail = nil, nil
+	for op := head; op != nil; op = op.next {
+		op.expired, op.watch = true, nil
+	}
+	ctxWatches.mu.Unlock()
+	cause := w.ctx.Err()
+	for op := head; op != nil; {
+		// op is the watch's until it signals expiredDone; after that
+		// the promise may release it and another send reuse it.
+		next := op.next
+		e, done, topic := op.eng, op.done, op.topic
+		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
+		e.noteSent(topic, 1, err)
+		e.sendFailed(topic, done, err, false)
+		e.inflight.finish() // done has returned
+		op.expiredDone <- struct{}{}
+		op = next
 	}
 }
 
@@ -132,8 +266,21 @@ func (e *Engine) Flush(ctx context.Context) error {
 // Engine.SendAsync does. A value that fails to encode is not sent: done is
 // called with the encoding error, on the calling goroutine before SendAsync
 // returns (and, when done is nil, the error is logged and counted as a
-// failed send).
+// failed send). So is the error of a producer that lacks an engine, a topic
+// or an encoder (see NewProducer), which is logged but not counted.
 func (p *Producer[T]) SendAsync(ctx context.Context, key []byte, v T, done func(RecordMetadata, error), opts ...SendOption) {
+	if err := p.check(); err != nil {
+		if done != nil {
+			done(RecordMetadata{}, err)
+			return
+		}
+		log := slog.Default()
+		if p != nil && p.eng != nil {
+			log = p.eng.log
+		}
+		log.Error("send failed", "err", err)
+		return
+	}
 	b, err := p.enc.Encode(v)
 	if err != nil {
 		err = fmt.Errorf("kstream: encode value for topic %q: %w", p.topic, err)
