@@ -88,7 +88,8 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
-	if op.watched && unwatchOp(op) {
+	w := op.watch // set before the record was produced
+	if w != nil && !op.state.CompareAndSwap(0, opClaimed) {
 		// The record's context ended first, and its watch has failed
 		// it: its done is not ours to call. Waiting until the watch has
 		// called it keeps Flush's promise that every done function has
@@ -103,7 +104,11 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 	if err == nil {
 		md = metadataOf(r)
 	}
-	op.release()
+	if w == nil {
+		op.release()
+	} else {
+		w.finished(op)
+	}
 	e.noteSent(topic, 1, err)
 	e.gone.note(e, topic, err, gen)
 	if err != nil {
@@ -121,22 +126,38 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 // otherwise wait for the brokers however long they take.
 //
 // Records are watched by their context's Done channel, which contexts that
-// end together share (a handler's context with values added, for instance):
-// a watch is one context.AfterFunc, made for the first record of its
-// channel and stopped when the last one in flight is called back for, so
-// that records sent in a stream under one context cost a lock and a map
-// look-up each, and no allocation. The watches are the package's, not an
-// engine's: a record's sendOp knows its engine.
-var ctxWatches struct {
-	mu   sync.Mutex
-	byCh map[<-chan struct{}]*ctxWatch
-}
+// end together share (a handler's context with values added, for
+// instance): a ctxWatch is one context.AfterFunc, made for the first record
+// of its channel and stopped when no record of it is in flight any more.
+// The watches are the package's, not an engine's: a record's sendOp knows
+// its engine.
+//
+// A send and franz-go's callback for an earlier record run at the same
+// time on different goroutines, so the callback takes no lock: it claims
+// its sendOp with a compare-and-swap (the watch claims the sendOps it
+// fails the same way) and marks it finished, leaving it in the watch's
+// list. Sends take finished sendOps off the front of the list and free
+// them; a watch that has no record in flight any more, or whose context
+// ends, frees or fails all of its list.
+var ctxWatches sync.Map // Done channel → *ctxWatch
 
-// ctxWatch is the watch of one Done channel: the records in flight under
-// it, in the order they were sent.
+// A watched sendOp's state.
+const (
+	opClaimed  = 1 << iota // franz-go's callback has the outcome
+	opExpired              // the watch has failed the record: its done is the watch's to call
+	opFinished             // the callback is done with the sendOp
+	opDetached             // off the watch's list
+)
+
+// ctxWatch is the watch of one Done channel: the records sent under it that
+// are in flight or not yet freed, in the order they were sent.
 type ctxWatch struct {
-	ch         <-chan struct{}
-	ctx        context.Context // the context of the first record, whose Err is the channel's
+	ch      <-chan struct{}
+	ctx     context.Context // the context of the first record, whose Err is the channel's
+	pending atomic.Int64    // records in flight
+
+	mu         sync.Mutex
+	dead       bool // failed or stopped: a send makes a new watch
 	stop       func() bool
 	head, tail *sendOp
 }
@@ -145,85 +166,119 @@ type ctxWatch struct {
 // Done channel, making the watch if there is none.
 func watchOp(ctx context.Context, op *sendOp) {
 	ch := ctx.Done()
-	op.watched = true
-	ctxWatches.mu.Lock()
-	defer ctxWatches.mu.Unlock()
-	w := ctxWatches.byCh[ch]
-	if w == nil {
-		if ctxWatches.byCh == nil {
-			ctxWatches.byCh = make(map[<-chan struct{}]*ctxWatch)
+	for {
+		var w *ctxWatch
+		if v, ok := ctxWatches.Load(ch); ok {
+			w = v.(*ctxWatch)
+			w.mu.Lock()
+		} else {
+			w = &ctxWatch{ch: ch, ctx: ctx}
+			w.mu.Lock()
+			if v, loaded := ctxWatches.LoadOrStore(ch, w); loaded {
+				w.mu.Unlock()
+				w = v.(*ctxWatch)
+				w.mu.Lock()
+			} else {
+				// If ctx has ended, expire runs at once on a
+				// goroutine of its own, and waits for w.mu.
+				w.stop = context.AfterFunc(ctx, w.expire)
+			}
 		}
-		w = &ctxWatch{ch: ch, ctx: ctx}
-		ctxWatches.byCh[ch] = w
-		// If ctx has ended, expire runs at once on a goroutine of
-		// its own, and waits for this lock.
-		w.stop = context.AfterFunc(ctx, w.expire)
+		if w.dead {
+			w.mu.Unlock()
+			ctxWatches.CompareAndDelete(ch, w)
+			continue
+		}
+		// Free the finished sendOps at the front: records complete
+		// in about the order they were sent.
+		for h := w.head; h != nil && h.state.Load()&opFinished != 0; h = w.head {
+			w.head = h.next
+			h.detach()
+		}
+		if w.head == nil {
+			w.tail = nil
+		}
+		op.watch = w
+		if w.tail != nil {
+			w.tail.next = op
+		} else {
+			w.head = op
+		}
+		w.tail = op
+		w.pending.Add(1)
+		w.mu.Unlock()
+		return
 	}
-	op.watch, op.prev = w, w.tail
-	if w.tail != nil {
-		w.tail.next = op
-	} else {
-		w.head = op
-	}
-	w.tail = op
 }
 
-// unwatchOp takes op off its watch for its promise, stopping the watch if
-// op was its last record. It reports whether the watch had expired op
-// already, in which case the promise must leave op's outcome alone and wait
-// for expiredDone before it releases op.
-func unwatchOp(op *sendOp) (expired bool) {
-	ctxWatches.mu.Lock()
-	defer ctxWatches.mu.Unlock()
-	if op.expired {
-		return true
+// finished is called by op's callback, which claimed it, once it no longer
+// needs op. The watch is stopped when op was its last record in flight.
+func (w *ctxWatch) finished(op *sendOp) {
+	if op.state.Or(opFinished)&opDetached != 0 {
+		op.release()
 	}
-	w := op.watch
-	if op.prev != nil {
-		op.prev.next = op.next
-	} else {
-		w.head = op.next
+	// op may be reused from here on.
+	if w.pending.Add(-1) == 0 {
+		w.drop()
 	}
-	if op.next != nil {
-		op.next.prev = op.prev
-	} else {
-		w.tail = op.prev
-	}
-	op.watch, op.prev, op.next = nil, nil, nil
-	if w.head == nil {
-		// If expire has begun all the same, it finds w empty.
-		w.stop()
-		if ctxWatches.byCh[w.ch] == w {
-			delete(ctxWatches.byCh, w.ch)
-		}
-	}
-	return false
 }
 
-// expire runs when w's context ends: it fails every record still in w, in
-// the order they were sent, with the context's error.
-func (w *ctxWatch) expire() {
-	ctxWatches.mu.Lock()
-	if ctxWatches.byCh[w.ch] == w {
-		delete(ctxWatches.byCh, w.ch)
+// detach is called by whoever takes op off its watch's list; op is freed
+// by detach or finished, whichever comes second.
+func (op *sendOp) detach() {
+	if op.state.Or(opDetached)&opFinished != 0 {
+		op.release()
 	}
+}
+
+// drop stops w if no record of it is in flight: its context need not be
+// watched any more, and its sendOps, all finished, are freed.
+func (w *ctxWatch) drop() {
+	w.mu.Lock()
+	if w.dead || w.pending.Load() != 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.dead = true
+	ctxWatches.CompareAndDelete(w.ch, w)
 	head := w.head
 	w.head, w.tail = nil, nil
-	for op := head; op != nil; op = op.next {
-		op.expired, op.watch = true, nil
+	w.mu.Unlock()
+	w.stop() // if expire has begun all the same, it finds w dead
+	for op := head; op != nil; {
+		next := op.next // op may be reused once detached
+		op.detach()
+		op = next
 	}
-	ctxWatches.mu.Unlock()
+}
+
+// expire runs when w's context ends: it fails every record of w still in
+// flight, in the order they were sent, with the context's error.
+func (w *ctxWatch) expire() {
+	w.mu.Lock()
+	if w.dead {
+		w.mu.Unlock()
+		return
+	}
+	w.dead = true
+	ctxWatches.CompareAndDelete(w.ch, w)
+	head := w.head
+	w.head, w.tail = nil, nil
+	w.mu.Unlock()
 	cause := w.ctx.Err()
 	for op := head; op != nil; {
-		// op is the watch's until it signals expiredDone; after that
-		// the promise may release it and another send reuse it.
-		next := op.next
+		next := op.next // op may be reused once it is let go of
+		if !op.state.CompareAndSwap(0, opExpired) {
+			op.detach() // its callback has it
+			op = next
+			continue
+		}
 		e, done, topic := op.eng, op.done, op.topic
 		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
 		e.noteSent(topic, 1, err)
 		e.sendFailed(topic, done, err, false)
-		e.inflight.finish() // done has returned
-		op.expiredDone <- struct{}{}
+		e.inflight.finish()          // done has returned
+		op.expiredDone <- struct{}{} // the callback frees op
 		op = next
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -447,8 +448,8 @@ func orBackground(ctx context.Context) context.Context {
 // sendOp is free again once the promise has run (SendAsync) or signalled
 // (Send). A Send that returns at its context's end, before the promise,
 // leaves its sendOp to franz-go for good. A SendAsync record whose context
-// ends first is failed by its ctxWatch, and its sendOp is free once the
-// promise has run after that. (The record's Context, which
+// can end is also in a ctxWatch's list, and its sendOp is free once it is
+// off the list too. (The record's Context, which
 // franz-go may still read after the promise, is the caller's, or a sendCtx
 // of ToPartition's own: never part of the sendOp.)
 type sendOp struct {
@@ -465,14 +466,14 @@ type sendOp struct {
 	topic  string
 	gen    uint64 // e.gone's generation when the send began
 
-	// SendAsync with a context that can end: watched is set before the
-	// record is produced and read by the promise; watch, prev, next and
-	// expired are guarded by ctxWatches.mu. An expired op is the watch's
-	// until it signals expiredDone, which the promise waits for.
-	watched     bool
-	watch       *ctxWatch // the watch whose list holds op; nil once off it
-	prev, next  *sendOp   // in watch's list
-	expired     bool      // the watch failed the record, and calls done
+	// SendAsync with a context that can end: watch is set before the
+	// record is produced, next is guarded by watch.mu, and state says who
+	// has the record (opClaimed, opExpired, ...; see ctxWatches). An
+	// expired sendOp is the watch's until it signals expiredDone, which
+	// the callback waits for.
+	watch       *ctxWatch
+	next        *sendOp
+	state       atomic.Uint32
 	expiredDone chan struct{}
 }
 
@@ -549,7 +550,8 @@ func (op *sendOp) release() {
 		return
 	}
 	op.eng, op.done, op.topic = nil, nil, ""
-	op.watched, op.watch, op.prev, op.next, op.expired = false, nil, nil, nil, false
+	op.watch, op.next = nil, nil
+	op.state.Store(0)
 	asyncOps.mu.Lock()
 	if len(asyncOps.free) < maxFreeAsyncOps {
 		asyncOps.free = append(asyncOps.free, op)
