@@ -89,14 +89,17 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 	w := op.watch // set before the record was produced
-	if w != nil && !op.state.CompareAndSwap(0, opClaimed) {
-		// The record's context ended first, and its watch has failed
-		// it: its done is not ours to call. Waiting until the watch has
-		// called it keeps Flush's promise that every done function has
-		// returned (done functions are quick; see SendAsync).
-		<-op.expiredDone
-		op.release()
-		return
+	if w != nil {
+		if gen := op.state.Load() &^ opFlags; !op.state.CompareAndSwap(gen, gen|opClaimed) {
+			// The record's context ended first, and its watch has
+			// failed it: its done is not ours to call. Waiting until
+			// the watch has called it keeps Flush's promise that
+			// every done function has returned (done functions are
+			// quick; see SendAsync).
+			<-op.expiredDone
+			op.release()
+			return
+		}
 	}
 	e, done, topic, gen := op.eng, op.done, op.topic, op.gen
 	defer e.inflight.finish()
@@ -104,10 +107,9 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 	if err == nil {
 		md = metadataOf(r)
 	}
-	if w == nil {
-		op.release()
-	} else {
-		w.finished(op)
+	op.release()
+	if w != nil {
+		w.finished()
 	}
 	e.noteSent(topic, 1, err)
 	e.gone.note(e, topic, err, gen)
@@ -128,44 +130,69 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 // Records are watched by their context's Done channel, which contexts that
 // end together share (a handler's context with values added, for
 // instance): a ctxWatch is one context.AfterFunc, made for the first record
-// of its channel and stopped when no record of it is in flight any more.
-// The watches are the package's, not an engine's: a record's sendOp knows
-// its engine.
+// of its channel and stopped once no record of it has been in flight for
+// watchIdle. The watches are the package's, not an engine's: a record's
+// sendOp knows its engine.
 //
 // A send and franz-go's callback for an earlier record run at the same
-// time on different goroutines, so the callback takes no lock: it claims
-// its sendOp with a compare-and-swap (the watch claims the sendOps it
-// fails the same way) and marks it finished, leaving it in the watch's
-// list. Sends take finished sendOps off the front of the list and free
-// them; a watch that has no record in flight any more, or whose context
-// ends, frees or fails all of its list.
+// time on different goroutines, and a tight loop of sends is as fast as
+// the sending goroutine, so the callback takes no lock and does no more
+// than it did without watches: it claims its sendOp with a
+// compare-and-swap on the sendOp's state, frees it (which moves the state
+// to the next generation) and counts the watch's records in flight down.
+// A watch lists the sendOps sent under it with their generation; when the
+// context ends, it fails each one still in that generation and unclaimed,
+// claiming it with the same compare-and-swap. Entries whose sendOp has
+// moved on are dropped from the list when it fills up.
 var ctxWatches sync.Map // Done channel → *ctxWatch
 
-// A watched sendOp's state.
+// A sendOp's state is its generation (counted in opGeneration steps, one per
+// release) and, for a watched record in flight, who has its outcome.
 const (
-	opClaimed  = 1 << iota // franz-go's callback has the outcome
-	opExpired              // the watch has failed the record: its done is the watch's to call
-	opFinished             // the callback is done with the sendOp
-	opDetached             // off the watch's list
+	opClaimed    = 1 << iota // franz-go's callback
+	opExpired                // the watch, which calls done
+	opGeneration             // one generation
+
+	opFlags = opGeneration - 1
 )
 
-// ctxWatch is the watch of one Done channel: the records sent under it that
-// are in flight or not yet freed, in the order they were sent.
-type ctxWatch struct {
-	ch      <-chan struct{}
-	ctx     context.Context // the context of the first record, whose Err is the channel's
-	pending atomic.Int64    // records in flight
-
-	mu         sync.Mutex
-	dead       bool // failed or stopped: a send makes a new watch
-	stop       func() bool
-	head, tail *sendOp
+// watchedOp is a watch's entry: a sendOp in the generation it was sent in.
+type watchedOp struct {
+	op  *sendOp
+	gen uint64
 }
+
+// ctxWatch is the watch of one Done channel.
+type ctxWatch struct {
+	ch  <-chan struct{}
+	ctx context.Context // the context of the first record, whose Err is the channel's
+
+	// pending is written by sends and callbacks alike; the padding keeps
+	// it off the cache line of mu, which only sends take.
+	_         [128]byte
+	pending   atomic.Int64 // records in flight
+	idleArmed atomic.Bool  // idle is set to fire
+	_         [128]byte
+
+	mu   sync.Mutex
+	dead bool // failed or stopped: a send makes a new watch
+	stop func() bool
+	idle *time.Timer // drops the watch once it has been idle for watchIdle
+	ops  []watchedOp // in the order they were sent; some have moved on
+}
+
+// watchIdle is how long a watch with no record in flight waits for more
+// before it stops watching its context. Stopping at once, whenever
+// franz-go's callbacks caught up with the sends, made the callbacks take
+// the watch's lock, and the sends make a new watch, often enough to cost a
+// tight loop of SendAsync a third of its time.
+const watchIdle = 50 * time.Millisecond
 
 // watchOp puts op, about to be produced under ctx, in the watch of ctx's
 // Done channel, making the watch if there is none.
 func watchOp(ctx context.Context, op *sendOp) {
 	ch := ctx.Done()
+	gen := op.state.Load() // a free sendOp's state is its generation
 	for {
 		var w *ctxWatch
 		if v, ok := ctxWatches.Load(ch); ok {
@@ -189,51 +216,49 @@ func watchOp(ctx context.Context, op *sendOp) {
 			ctxWatches.CompareAndDelete(ch, w)
 			continue
 		}
-		// Free the finished sendOps at the front: records complete
-		// in about the order they were sent.
-		for h := w.head; h != nil && h.state.Load()&opFinished != 0; h = w.head {
-			w.head = h.next
-			h.detach()
+		if len(w.ops) == cap(w.ops) {
+			// Drop the entries whose sendOp has moved on; append
+			// grows the list if that leaves it more than half full.
+			live := w.ops[:0]
+			for _, x := range w.ops {
+				if x.op.state.Load() == x.gen {
+					live = append(live, x)
+				}
+			}
+			clear(w.ops[len(live):])
+			w.ops = live
 		}
-		if w.head == nil {
-			w.tail = nil
-		}
+		w.ops = append(w.ops, watchedOp{op, gen})
 		op.watch = w
-		if w.tail != nil {
-			w.tail.next = op
-		} else {
-			w.head = op
-		}
-		w.tail = op
 		w.pending.Add(1)
 		w.mu.Unlock()
 		return
 	}
 }
 
-// finished is called by op's callback, which claimed it, once it no longer
-// needs op. The watch is stopped when op was its last record in flight.
-func (w *ctxWatch) finished(op *sendOp) {
-	if op.state.Or(opFinished)&opDetached != 0 {
-		op.release()
+// finished is called by the callback of a record of w once it has freed
+// the record's sendOp. It sets the idle timer when w has no record in
+// flight any more.
+func (w *ctxWatch) finished() {
+	if w.pending.Add(-1) != 0 || !w.idleArmed.CompareAndSwap(false, true) {
+		return
 	}
-	// op may be reused from here on.
-	if w.pending.Add(-1) == 0 {
-		w.drop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dead {
+		return
+	}
+	if w.idle == nil {
+		w.idle = time.AfterFunc(watchIdle, w.dropIfIdle)
+	} else {
+		w.idle.Reset(watchIdle)
 	}
 }
 
-// detach is called by whoever takes op off its watch's list; op is freed
-// by detach or finished, whichever comes second.
-func (op *sendOp) detach() {
-	if op.state.Or(opDetached)&opFinished != 0 {
-		op.release()
-	}
-}
-
-// drop stops w if no record of it is in flight: its context need not be
-// watched any more, and its sendOps, all finished, are freed.
-func (w *ctxWatch) drop() {
+// dropIfIdle is w's idle timer: it stops w if no record of it is in
+// flight, so that its context is no longer watched.
+func (w *ctxWatch) dropIfIdle() {
+	w.idleArmed.Store(false) // a record finishing from here on sets the timer again
 	w.mu.Lock()
 	if w.dead || w.pending.Load() != 0 {
 		w.mu.Unlock()
@@ -241,15 +266,9 @@ func (w *ctxWatch) drop() {
 	}
 	w.dead = true
 	ctxWatches.CompareAndDelete(w.ch, w)
-	head := w.head
-	w.head, w.tail = nil, nil
+	w.ops = nil
 	w.mu.Unlock()
 	w.stop() // if expire has begun all the same, it finds w dead
-	for op := head; op != nil; {
-		next := op.next // op may be reused once detached
-		op.detach()
-		op = next
-	}
 }
 
 // expire runs when w's context ends: it fails every record of w still in
@@ -262,16 +281,17 @@ func (w *ctxWatch) expire() {
 	}
 	w.dead = true
 	ctxWatches.CompareAndDelete(w.ch, w)
-	head := w.head
-	w.head, w.tail = nil, nil
+	if w.idle != nil {
+		w.idle.Stop()
+	}
+	ops := w.ops
+	w.ops = nil
 	w.mu.Unlock()
 	cause := w.ctx.Err()
-	for op := head; op != nil; {
-		next := op.next // op may be reused once it is let go of
-		if !op.state.CompareAndSwap(0, opExpired) {
-			op.detach() // its callback has it
-			op = next
-			continue
+	for _, x := range ops {
+		op := x.op
+		if !op.state.CompareAndSwap(x.gen, x.gen|opExpired) {
+			continue // called back for already, or moved on
 		}
 		e, done, topic := op.eng, op.done, op.topic
 		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
@@ -279,7 +299,6 @@ func (w *ctxWatch) expire() {
 		e.sendFailed(topic, done, err, false)
 		e.inflight.finish()          // done has returned
 		op.expiredDone <- struct{}{} // the callback frees op
-		op = next
 	}
 }
 

@@ -448,8 +448,8 @@ func orBackground(ctx context.Context) context.Context {
 // sendOp is free again once the promise has run (SendAsync) or signalled
 // (Send). A Send that returns at its context's end, before the promise,
 // leaves its sendOp to franz-go for good. A SendAsync record whose context
-// can end is also in a ctxWatch's list, and its sendOp is free once it is
-// off the list too. (The record's Context, which
+// ends first is failed by its ctxWatch, and its sendOp is free once the
+// callback has run after that. (The record's Context, which
 // franz-go may still read after the promise, is the caller's, or a sendCtx
 // of ToPartition's own: never part of the sendOp.)
 type sendOp struct {
@@ -467,13 +467,11 @@ type sendOp struct {
 	gen    uint64 // e.gone's generation when the send began
 
 	// SendAsync with a context that can end: watch is set before the
-	// record is produced, next is guarded by watch.mu, and state says who
-	// has the record (opClaimed, opExpired, ...; see ctxWatches). An
-	// expired sendOp is the watch's until it signals expiredDone, which
-	// the callback waits for.
+	// record is produced, and state says who has the record's outcome
+	// (see ctxWatches). An expired sendOp is the watch's until it signals
+	// expiredDone, which the callback waits for.
 	watch       *ctxWatch
-	next        *sendOp
-	state       atomic.Uint32
+	state       atomic.Uint64 // generation | opClaimed or opExpired
 	expiredDone chan struct{}
 }
 
@@ -550,8 +548,8 @@ func (op *sendOp) release() {
 		return
 	}
 	op.eng, op.done, op.topic = nil, nil, ""
-	op.watch, op.next = nil, nil
-	op.state.Store(0)
+	op.watch = nil
+	op.state.Store(op.state.Load()&^opFlags + opGeneration)
 	asyncOps.mu.Lock()
 	if len(asyncOps.free) < maxFreeAsyncOps {
 		asyncOps.free = append(asyncOps.free, op)
