@@ -34,9 +34,10 @@ import (
 // given on a goroutine of franz-go's that calls back for all records of the
 // engine one after the other, so done must be quick and must not block: in
 // particular it must not call Send, SendBatch, Flush or Stop, which wait on
-// that goroutine (to send from done, start a goroutine). done calls for
-// different records may therefore run at the same time: a done function
-// shared by several sends must be safe for concurrent use. For the records
+// that goroutine (to send from done, start a goroutine). As outcomes come
+// on these three kinds of goroutine, done calls for different records may
+// run at the same time: a done function shared by several sends must be
+// safe for concurrent use. For the records
 // of one partition, done calls come in the order of acknowledgement, which
 // is the order of the SendAsync calls; a record whose ctx ends first fails
 // when it ends, ahead of records sent before it.
