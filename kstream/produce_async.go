@@ -3,6 +3,8 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,30 +20,36 @@ import (
 // done is called exactly once per SendAsync, with every outcome:
 //
 //   - ErrEngineNotStarted before Start and after Stop has finished;
+//   - ctx's error, naming the topic, when ctx ends before the record is
+//     acknowledged (it may still be written);
 //   - an error naming the topic when the record could not be written
-//     (franz-go's error wrapped, so errors.Is works: for instance
-//     ctx's error when ctx ends before the record is acknowledged);
+//     (franz-go's error wrapped, so errors.Is works);
 //   - the record's metadata and a nil error when the brokers acknowledged it.
 //
 // ErrEngineNotStarted is given to done on the calling goroutine, before
-// SendAsync returns. Every other outcome is given on a goroutine of
-// franz-go's that calls back for all records of the engine one after the
-// other, so done must be quick and must not block: in particular it must not
-// call Send, SendBatch, Flush or Stop, which wait on that goroutine (to send
-// from done, start a goroutine). For the records of one partition, done
-// calls come in the order of acknowledgement, which is the order of the
-// SendAsync calls.
+// SendAsync returns. ctx's end is given as soon as ctx ends, on a goroutine
+// of its own (the one context.AfterFunc starts), even when the record waits
+// behind records whose contexts cannot end (franz-go fails a batch of
+// records by the context of its first record only). Every other outcome is
+// given on a goroutine of franz-go's that calls back for all records of the
+// engine one after the other, so done must be quick and must not block: in
+// particular it must not call Send, SendBatch, Flush or Stop, which wait on
+// that goroutine (to send from done, start a goroutine). As outcomes come
+// on these three kinds of goroutine, done calls for different records may
+// run at the same time: a done function shared by several sends must be
+// safe for concurrent use. For the records
+// of one partition, done calls come in the order of acknowledgement, which
+// is the order of the SendAsync calls; a record whose ctx ends first fails
+// when it ends, ahead of records sent before it.
 //
 // done may be nil: then a failure is logged at error level with the topic
 // and the error, so that nothing fails silently. The engine's metrics count
 // each record sent and each one that failed, as for Send (a record refused
 // with ErrEngineNotStarted is not counted: a stopped engine has no series).
 //
-// ctx bounds the record's life as for Send: when it ends before the record
-// is acknowledged, the record fails with ctx's error (it may still have been
-// written). SendAsync blocks while the producer holds as many records as it
-// may buffer (franz-go's MaxBufferedRecords, 10 000 by default) until there
-// is room or ctx ends. During a stop, handlers finishing their records may
+// SendAsync blocks while the producer holds as many records as it may
+// buffer (franz-go's MaxBufferedRecords, 10 000 by default) until there is
+// room or ctx ends. During a stop, handlers finishing their records may
 // still send: Stop flushes the producer after the streams have stopped, and
 // every done function has returned when Stop returns (records still unsent
 // at Stop's deadline fail with franz-go's ErrClientClosed; Stop waits up to
@@ -49,7 +57,9 @@ import (
 // running).
 //
 // The options are those of Send. value, the key and the headers must not be
-// modified until done is called.
+// modified until done is called; when done is given ctx's error, the
+// producer may still read them (as after Send returned ctx's error), so do
+// not modify them then either.
 func (e *Engine) SendAsync(ctx context.Context, topic string, value []byte, done func(RecordMetadata, error), opts ...SendOption) {
 	e.sendAsync(ctx, topic, nil, value, done, opts)
 }
@@ -70,19 +80,38 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 	}
 	op := getAsyncOp()
 	op.prepare(ctx, topic, key, value, opts)
-	op.eng, op.done, op.gen = e, done, gen
+	op.eng, op.done, op.topic, op.gen = e, done, topic, gen
+	if ctx.Done() != nil {
+		watchOp(ctx, op)
+	}
 	producer.Produce(ctx, &op.rec, op.finish)
 }
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
-	e, done, topic, gen := op.eng, op.done, r.Topic, op.gen
+	w := op.watch // set before the record was produced
+	if w != nil {
+		if gen := op.state.Load() &^ opFlags; !op.state.CompareAndSwap(gen, gen|opClaimed) {
+			// The record's context ended first, and its watch has
+			// failed it: its done is not ours to call. Waiting until
+			// the watch has called it keeps Flush's promise that
+			// every done function has returned (done functions are
+			// quick; see SendAsync).
+			<-op.expiredDone
+			op.release()
+			return
+		}
+	}
+	e, done, topic, gen := op.eng, op.done, op.topic, op.gen
 	defer e.inflight.finish()
 	var md RecordMetadata
 	if err == nil {
 		md = metadataOf(r)
 	}
 	op.release()
+	if w != nil {
+		w.finished()
+	}
 	e.noteSent(topic, 1, err)
 	e.gone.note(e, topic, err, gen)
 	if err != nil {
@@ -91,6 +120,186 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 	}
 	if done != nil {
 		done(md, nil)
+	}
+}
+
+// ctxWatches fails the SendAsync records whose context ends before franz-go
+// calls back for them. franz-go fails a batch by the context of its first
+// record only, so a record behind one whose context cannot end would
+// otherwise wait for the brokers however long they take.
+//
+// Records are watched by their context's Done channel, which contexts that
+// end together share (a handler's context with values added, for
+// instance): a ctxWatch is one context.AfterFunc, made for the first record
+// of its channel and stopped once no record of it has been in flight for
+// watchIdle. The watches are the package's, not an engine's: a record's
+// sendOp knows its engine.
+//
+// A send and franz-go's callback for an earlier record run at the same
+// time on different goroutines, and a tight loop of sends is as fast as
+// the sending goroutine, so the callback takes no lock and does no more
+// than it did without watches: it claims its sendOp with a
+// compare-and-swap on the sendOp's state, frees it (which moves the state
+// to the next generation) and counts the watch's records in flight down.
+// A watch lists the sendOps sent under it with their generation; when the
+// context ends, it fails each one still in that generation and unclaimed,
+// claiming it with the same compare-and-swap. Entries whose sendOp has
+// moved on are dropped from the list when it fills up.
+var ctxWatches sync.Map // Done channel → *ctxWatch
+
+// A sendOp's state is its generation (counted in opGeneration steps, one per
+// release) and, for a watched record in flight, who has its outcome.
+const (
+	opClaimed    = 1 << iota // franz-go's callback
+	opExpired                // the watch, which calls done
+	opGeneration             // one generation
+
+	opFlags = opGeneration - 1
+)
+
+// watchedOp is a watch's entry: a sendOp in the generation it was sent in.
+type watchedOp struct {
+	op  *sendOp
+	gen uint64
+}
+
+// ctxWatch is the watch of one Done channel.
+type ctxWatch struct {
+	ch  <-chan struct{}
+	ctx context.Context // the context of the first record, whose Err is the channel's
+
+	// pending is written by sends and callbacks alike; the padding keeps
+	// it off the cache line of mu, which only sends take.
+	_         [128]byte
+	pending   atomic.Int64 // records in flight
+	idleArmed atomic.Bool  // idle is set to fire
+	_         [128]byte
+
+	mu   sync.Mutex
+	dead bool // failed or stopped: a send makes a new watch
+	stop func() bool
+	idle *time.Timer // drops the watch once it has been idle for watchIdle
+	ops  []watchedOp // in the order they were sent; some have moved on
+}
+
+// watchIdle is how long a watch with no record in flight waits for more
+// before it stops watching its context. Stopping at once, whenever
+// franz-go's callbacks caught up with the sends, made the callbacks take
+// the watch's lock, and the sends make a new watch, often enough to cost a
+// tight loop of SendAsync a third of its time.
+const watchIdle = 50 * time.Millisecond
+
+// watchOp puts op, about to be produced under ctx, in the watch of ctx's
+// Done channel, making the watch if there is none.
+func watchOp(ctx context.Context, op *sendOp) {
+	ch := ctx.Done()
+	gen := op.state.Load() // a free sendOp's state is its generation
+	for {
+		var w *ctxWatch
+		if v, ok := ctxWatches.Load(ch); ok {
+			w = v.(*ctxWatch)
+			w.mu.Lock()
+		} else {
+			w = &ctxWatch{ch: ch, ctx: ctx}
+			w.mu.Lock()
+			if v, loaded := ctxWatches.LoadOrStore(ch, w); loaded {
+				w.mu.Unlock()
+				w = v.(*ctxWatch)
+				w.mu.Lock()
+			} else {
+				// If ctx has ended, expire runs at once on a
+				// goroutine of its own, and waits for w.mu.
+				w.stop = context.AfterFunc(ctx, w.expire)
+			}
+		}
+		if w.dead {
+			w.mu.Unlock()
+			ctxWatches.CompareAndDelete(ch, w)
+			continue
+		}
+		if len(w.ops) == cap(w.ops) {
+			// Drop the entries whose sendOp has moved on; append
+			// grows the list if that leaves it more than half full.
+			live := w.ops[:0]
+			for _, x := range w.ops {
+				if x.op.state.Load() == x.gen {
+					live = append(live, x)
+				}
+			}
+			clear(w.ops[len(live):])
+			w.ops = live
+		}
+		w.ops = append(w.ops, watchedOp{op, gen})
+		op.watch = w
+		w.pending.Add(1)
+		w.mu.Unlock()
+		return
+	}
+}
+
+// finished is called by the callback of a record of w once it has freed
+// the record's sendOp. It sets the idle timer when w has no record in
+// flight any more.
+func (w *ctxWatch) finished() {
+	if w.pending.Add(-1) != 0 || !w.idleArmed.CompareAndSwap(false, true) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dead {
+		return
+	}
+	if w.idle == nil {
+		w.idle = time.AfterFunc(watchIdle, w.dropIfIdle)
+	} else {
+		w.idle.Reset(watchIdle)
+	}
+}
+
+// dropIfIdle is w's idle timer: it stops w if no record of it is in
+// flight, so that its context is no longer watched.
+func (w *ctxWatch) dropIfIdle() {
+	w.idleArmed.Store(false) // a record finishing from here on sets the timer again
+	w.mu.Lock()
+	if w.dead || w.pending.Load() != 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.dead = true
+	ctxWatches.CompareAndDelete(w.ch, w)
+	w.ops = nil
+	w.mu.Unlock()
+	w.stop() // if expire has begun all the same, it finds w dead
+}
+
+// expire runs when w's context ends: it fails every record of w still in
+// flight, in the order they were sent, with the context's error.
+func (w *ctxWatch) expire() {
+	w.mu.Lock()
+	if w.dead {
+		w.mu.Unlock()
+		return
+	}
+	w.dead = true
+	ctxWatches.CompareAndDelete(w.ch, w)
+	if w.idle != nil {
+		w.idle.Stop()
+	}
+	ops := w.ops
+	w.ops = nil
+	w.mu.Unlock()
+	cause := w.ctx.Err()
+	for _, x := range ops {
+		op := x.op
+		if !op.state.CompareAndSwap(x.gen, x.gen|opExpired) {
+			continue // called back for already, or moved on
+		}
+		e, done, topic := op.eng, op.done, op.topic
+		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
+		e.noteSent(topic, 1, err)
+		e.sendFailed(topic, done, err, false)
+		e.inflight.finish()          // done has returned
+		op.expiredDone <- struct{}{} // the callback frees op
 	}
 }
 
@@ -132,8 +341,21 @@ func (e *Engine) Flush(ctx context.Context) error {
 // Engine.SendAsync does. A value that fails to encode is not sent: done is
 // called with the encoding error, on the calling goroutine before SendAsync
 // returns (and, when done is nil, the error is logged and counted as a
-// failed send).
+// failed send). So is the error of a producer that lacks an engine, a topic
+// or an encoder (see NewProducer), which is logged but not counted.
 func (p *Producer[T]) SendAsync(ctx context.Context, key []byte, v T, done func(RecordMetadata, error), opts ...SendOption) {
+	if err := p.check(); err != nil {
+		if done != nil {
+			done(RecordMetadata{}, err)
+			return
+		}
+		log := slog.Default()
+		if p != nil && p.eng != nil {
+			log = p.eng.log
+		}
+		log.Error("send failed", "err", err)
+		return
+	}
 	b, err := p.enc.Encode(v)
 	if err != nil {
 		err = fmt.Errorf("kstream: encode value for topic %q: %w", p.topic, err)

@@ -3,7 +3,9 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,40 +21,68 @@ type RecordMetadata struct {
 	Timestamp time.Time
 }
 
-// SendOption sets a property of a record to send. An option of one's own
-// must not keep the record: kstream reuses records once they are sent.
-type SendOption func(*kgo.Record)
+// SendOption sets a property of a record to send: its key (WithKey), a
+// header (WithHeader), its partition (ToPartition) or its timestamp
+// (WithTimestamp). It is a value that kstream reads when it builds the
+// record, never a function that sees the record, so the options of one send
+// cannot undo each other: ToPartition holds whatever comes after it, and a
+// later WithKey or WithTimestamp replaces an earlier one. The zero SendOption
+// sets nothing. Building options allocates nothing, so a send may build them
+// on every call.
+type SendOption struct {
+	field sendField
+	name  string // WithHeader's key
+	bytes []byte // WithKey's key, WithHeader's value
+	part  int32
+	time  time.Time
+}
+
+type sendField uint8
+
+const (
+	sendNothing sendField = iota
+	sendKey
+	sendHeader
+	sendPartition
+	sendTimestamp
+)
 
 // WithKey sets the record's key. Records with the same key go to the same
 // partition (Kafka's murmur2 hash), unless ToPartition says otherwise.
 func WithKey(key []byte) SendOption {
-	return func(r *kgo.Record) { r.Key = key }
+	return SendOption{field: sendKey, bytes: key}
 }
 
-// WithHeader adds a header to the record. Repeating it adds headers.
+// WithHeader adds a header to the record. Repeating it adds headers, in the
+// order given.
 func WithHeader(key string, value []byte) SendOption {
-	return func(r *kgo.Record) { r.Headers = append(r.Headers, Header{Key: key, Value: value}) }
+	return SendOption{field: sendHeader, name: key, bytes: value}
 }
 
 // ToPartition sends the record to the given partition, overriding the
 // partitioner. A partition the topic does not have fails the send.
 func ToPartition(p int32) SendOption {
-	return func(r *kgo.Record) {
-		r.Partition = p
-		r.Context = &sendCtx{Context: orBackground(r.Context), manual: true}
-	}
+	return SendOption{field: sendPartition, part: p}
 }
 
 // WithTimestamp sets the record's timestamp, overriding the time of sending.
 func WithTimestamp(t time.Time) SendOption {
-	return func(r *kgo.Record) { r.Timestamp = t }
+	return SendOption{field: sendTimestamp, time: t}
 }
 
-// Message is one record of a batch send.
+// Message is one record of a batch send (SendBatch).
+//
+// Partition is a pointer because partition 0 is a partition like any other:
+// a nil Partition leaves the record to the partitioner (the key's hash, as
+// for Send), and a non-nil one sends it to that partition, as ToPartition
+// does: Message[T]{Value: v, Partition: new(int32(2))}. A zero Timestamp
+// means the time of sending, as for a send without WithTimestamp.
 type Message[T any] struct {
-	Key     []byte
-	Value   T
-	Headers []Header
+	Key       []byte
+	Value     T
+	Headers   []Header
+	Partition *int32    // nil: chosen by the partitioner
+	Timestamp time.Time // zero: the time of sending
 }
 
 // Send produces a record to topic and waits until the brokers acknowledge
@@ -118,32 +148,80 @@ func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts
 }
 
 // SendBatch produces records to topic and waits until all are
-// acknowledged. It returns their metadata in order, or the first error (the
-// other records may have been written).
+// acknowledged. It returns their metadata in the order of msgs, or the
+// first error (the other records may have been written). It honours ctx as
+// Send does: it returns ctx's error by ctx's deadline even if a broker stops
+// answering (records may then still be written, and the producer may still
+// read the messages' values, keys and headers: do not modify them after
+// SendBatch returned ctx's error). A message's Partition and Timestamp
+// work as ToPartition and WithTimestamp do.
 func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]byte]) ([]RecordMetadata, error) {
 	producer, err := e.acquireProducer()
 	if err != nil {
 		return nil, err
 	}
 	defer e.inflight.finish()
+	ctx = orBackground(ctx)
 	gen := e.gone.generation()
-	if err := e.gone.forget(orBackground(ctx), e, producer, topic); err != nil {
+	if err := e.gone.forget(ctx, e, producer, topic); err != nil {
 		e.noteSent(topic, len(msgs), err)
 		return nil, fmt.Errorf("kstream: send batch to topic %q: %w", topic, err)
 	}
-	// One sendCtx for the batch: the partitioner finds at once that no
-	// record has a partition of its own.
-	sc := &sendCtx{Context: orBackground(ctx)}
-	recs := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		recs[i] = &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Context: sc}
+	if len(msgs) == 0 {
+		return []RecordMetadata{}, nil
 	}
-	res := producer.ProduceSync(ctx, recs...)
+	// One sendCtx for the records the partitioner places, which tells it
+	// at once that they have no partition of their own, and one for those
+	// that do.
+	placed := &sendCtx{Context: ctx}
+	var manual *sendCtx
+	recs := make([]kgo.Record, len(msgs))
+	ptrs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Timestamp: m.Timestamp, Context: placed}
+		if m.Partition != nil {
+			if manual == nil {
+				manual = &sendCtx{Context: ctx, manual: true}
+			}
+			recs[i].Partition, recs[i].Context = *m.Partition, manual
+		}
+		ptrs[i] = &recs[i]
+	}
+	// franz-go fails a batch by the context of its first record only, so
+	// records queued behind one whose context has no deadline would wait
+	// for the brokers for as long as they take. ProduceSync (which also
+	// sends at once what a linger would hold back) runs on a goroutine of
+	// its own, counted in e.inflight so that Stop waits for it, and
+	// SendBatch waits for it or for ctx, whichever comes first.
+	results := make(chan kgo.ProduceResults, 1)
+	e.inflight.add() // SendBatch holds one too: the count cannot reach zero in between
+	go func() {
+		defer e.inflight.finish()
+		res := producer.ProduceSync(ctx, ptrs...)
+		for _, pr := range res {
+			if pr.Err != nil {
+				e.gone.note(e, topic, pr.Err, gen)
+			}
+		}
+		results <- res
+	}()
+	var res kgo.ProduceResults
+	select {
+	case res = <-results:
+	case <-ctx.Done():
+		select {
+		case res = <-results: // both were ready
+		default:
+			// The batch failed as far as the caller knows, so all of
+			// it counts as failed, as Send counts its record.
+			e.noteSent(topic, len(msgs), ctx.Err())
+			return nil, fmt.Errorf("kstream: send batch to topic %q: %w", topic, ctx.Err())
+		}
+	}
 	failed := 0
 	for _, pr := range res {
 		if pr.Err != nil {
 			failed++
-			e.gone.note(e, topic, pr.Err, gen)
 		}
 	}
 	if m := e.cfg.metrics; m != nil {
@@ -153,9 +231,11 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 	if err := res.FirstErr(); err != nil {
 		return nil, fmt.Errorf("kstream: send batch to topic %q: %w", topic, err)
 	}
-	out := make([]RecordMetadata, len(res))
-	for i, pr := range res {
-		out[i] = metadataOf(pr.Record)
+	// res is in the order of acknowledgement, which differs from the
+	// order of msgs when the records went to several partitions.
+	out := make([]RecordMetadata, len(recs))
+	for i := range recs {
+		out[i] = metadataOf(&recs[i])
 	}
 	return out, nil
 }
@@ -204,21 +284,53 @@ func metadataOf(r *kgo.Record) RecordMetadata {
 }
 
 // Producer sends values of type T to one topic through an engine, encoding
-// them with its encoder.
+// them with its encoder. Its methods are safe for concurrent use.
 type Producer[T any] struct {
 	eng   *Engine
 	topic string
 	enc   codec.Encoder[T]
 }
 
-// NewProducer returns a producer of T values to topic through eng.
+// NewProducer returns a producer of T values to topic through eng. It does
+// no I/O and cannot fail: a producer made with a nil engine, an empty topic
+// or a nil encoder returns an error wrapping ErrInvalidOption that names
+// what is missing from every Send and SendBatch, and gives it to the done
+// function of every SendAsync.
 func NewProducer[T any](eng *Engine, topic string, enc codec.Encoder[T]) *Producer[T] {
 	return &Producer[T]{eng: eng, topic: topic, enc: enc}
+}
+
+// check returns nil if p can send, and otherwise an error naming what it
+// lacks. It is checked on every send rather than in NewProducer, whose
+// signature has no error, and so covers a nil or zero Producer too.
+func (p *Producer[T]) check() error {
+	if p != nil && p.eng != nil && p.topic != "" && p.enc != nil {
+		return nil
+	}
+	var missing []string
+	switch {
+	case p == nil:
+		missing = append(missing, "the producer is nil (use NewProducer)")
+	default:
+		if p.eng == nil {
+			missing = append(missing, "the engine is nil")
+		}
+		if p.topic == "" {
+			missing = append(missing, "the topic is empty")
+		}
+		if p.enc == nil {
+			missing = append(missing, "the encoder is nil")
+		}
+	}
+	return fmt.Errorf("%w: NewProducer: %s", ErrInvalidOption, strings.Join(missing, ", "))
 }
 
 // Send encodes v and sends it with the given key (nil for none), as
 // Engine.Send does.
 func (p *Producer[T]) Send(ctx context.Context, key []byte, v T, opts ...SendOption) (RecordMetadata, error) {
+	if err := p.check(); err != nil {
+		return RecordMetadata{}, err
+	}
 	b, err := p.enc.Encode(v)
 	if err != nil {
 		return RecordMetadata{}, fmt.Errorf("kstream: encode value for topic %q: %w", p.topic, err)
@@ -229,13 +341,16 @@ func (p *Producer[T]) Send(ctx context.Context, key []byte, v T, opts ...SendOpt
 // SendBatch encodes and sends msgs, as Engine.SendBatch does. Nothing is
 // sent if any value fails to encode.
 func (p *Producer[T]) SendBatch(ctx context.Context, msgs ...Message[T]) ([]RecordMetadata, error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
 	raw := make([]Message[[]byte], len(msgs))
 	for i, m := range msgs {
 		b, err := p.enc.Encode(m.Value)
 		if err != nil {
 			return nil, fmt.Errorf("kstream: encode value %d for topic %q: %w", i, p.topic, err)
 		}
-		raw[i] = Message[[]byte]{Key: m.Key, Value: b, Headers: m.Headers}
+		raw[i] = Message[[]byte]{Key: m.Key, Value: b, Headers: m.Headers, Partition: m.Partition, Timestamp: m.Timestamp}
 	}
 	return p.eng.SendBatch(ctx, p.topic, raw...)
 }
@@ -332,7 +447,9 @@ func orBackground(ctx context.Context) context.Context {
 // franz-go does not touch a record once it has called its promise, so the
 // sendOp is free again once the promise has run (SendAsync) or signalled
 // (Send). A Send that returns at its context's end, before the promise,
-// leaves its sendOp to franz-go for good. (The record's Context, which
+// leaves its sendOp to franz-go for good. A SendAsync record whose context
+// ends first is failed by its ctxWatch, and its sendOp is free once the
+// callback has run after that. (The record's Context, which
 // franz-go may still read after the promise, is the caller's, or a sendCtx
 // of ToPartition's own: never part of the sendOp.)
 type sendOp struct {
@@ -346,7 +463,16 @@ type sendOp struct {
 	eng    *Engine
 	done   func(RecordMetadata, error)
 	finish func(*kgo.Record, error)
+	topic  string
 	gen    uint64 // e.gone's generation when the send began
+
+	// SendAsync with a context that can end: watch is set before the
+	// record is produced, and state says who has the record's outcome
+	// (see ctxWatches). An expired sendOp is the watch's until it signals
+	// expiredDone, which the callback waits for.
+	watch       *ctxWatch
+	state       atomic.Uint64 // generation | opClaimed or opExpired
+	expiredDone chan struct{}
 }
 
 // The promises are bound once per sendOp: a method value made per send
@@ -385,17 +511,31 @@ func getAsyncOp() *sendOp {
 		return op
 	}
 	asyncOps.mu.Unlock()
-	op := new(sendOp)
+	op := &sendOp{expiredDone: make(chan struct{}, 1)}
 	op.finish = op.finishAsync
 	return op
 }
 
 // prepare readies op's record: topic, key and value, then the options
-// applied.
+// applied in order. A record with a partition of its own gets a sendCtx
+// that says so, made after the options, so that no option can undo it.
 func (op *sendOp) prepare(ctx context.Context, topic string, key, value []byte, opts []SendOption) {
 	op.rec = kgo.Record{Topic: topic, Key: key, Value: value, Context: ctx}
-	for _, o := range opts {
-		o(&op.rec)
+	manual := false
+	for i := range opts {
+		switch o := &opts[i]; o.field {
+		case sendKey:
+			op.rec.Key = o.bytes
+		case sendHeader:
+			op.rec.Headers = append(op.rec.Headers, Header{Key: o.name, Value: o.bytes})
+		case sendPartition:
+			op.rec.Partition, manual = o.part, true
+		case sendTimestamp:
+			op.rec.Timestamp = o.time
+		}
+	}
+	if manual {
+		op.rec.Context = &sendCtx{Context: ctx, manual: true}
 	}
 }
 
@@ -407,7 +547,9 @@ func (op *sendOp) release() {
 		syncOps.Put(op)
 		return
 	}
-	op.eng, op.done = nil, nil
+	op.eng, op.done, op.topic = nil, nil, ""
+	op.watch = nil
+	op.state.Store(op.state.Load()&^opFlags + opGeneration)
 	asyncOps.mu.Lock()
 	if len(asyncOps.free) < maxFreeAsyncOps {
 		asyncOps.free = append(asyncOps.free, op)
