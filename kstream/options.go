@@ -392,8 +392,9 @@ func Logger(l *slog.Logger) Option {
 
 // OnError sets what an engine does when a stream's function fails or
 // panics, overriding ErrorPolicyStop. It applies to streams run by an
-// Engine (Handle and Func); a stream ranged directly returns its errors to
-// the caller instead.
+// Engine (Handle, HandleBatches and Func); a stream ranged directly returns
+// its errors to the caller instead. It is an option of both: given to an
+// engine, it is inherited by the streams that do not set their own.
 func OnError(p ErrorPolicy) Option {
 	return option{name: "OnError", scope: forBoth, fn: func(c *config) error {
 		if p < ErrorPolicyStop || p > ErrorPolicyStopApplication {
@@ -413,7 +414,17 @@ const (
 	// streams go on. It is the default, as in kstreams.
 	ErrorPolicyStop ErrorPolicy = iota
 	// ErrorPolicyRestart reopens the stream from its committed offsets
-	// after a backoff, so the failed record is delivered again.
+	// after a backoff, so the failed record is delivered again. A crash
+	// that no restart can heal stops the stream instead, as
+	// ErrorPolicyStop does, and its log says so: an error wrapping
+	// ErrInvalidOption (ClientOptions that Open rejects, say), or one of
+	// Kafka's TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED,
+	// CLUSTER_AUTHORIZATION_FAILED, SASL_AUTHENTICATION_FAILED,
+	// UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE, UNSUPPORTED_VERSION,
+	// INVALID_GROUP_ID and INCONSISTENT_GROUP_PROTOCOL, from Open, a fatal
+	// *FetchError or the function itself. A fatal FetchError for a topic
+	// deleted or recreated under the stream is restarted: the new run
+	// looks the topic up again.
 	ErrorPolicyRestart
 	// ErrorPolicyStopEngine stops every stream of the engine; Run returns
 	// nil.

@@ -209,7 +209,10 @@ func (s *Stream[T]) closeSession(ss *session) error {
 // Use opens the stream, calls fn with the stream's records, and closes the
 // stream whatever happens, also when fn panics (the panic then goes on after
 // Close). It returns fn's error joined with Close's. It is the Go form of
-// kstreams' "async with stream as stream_flow".
+// kstreams' "async with stream as stream_flow". For a stream with
+// PartitionConcurrency or KeyConcurrency, which apply to Handle functions
+// run by an engine, it returns an error wrapping ErrInvalidOption and opens
+// nothing.
 func (s *Stream[T]) Use(ctx context.Context, fn func(records iter.Seq2[Record[T], error]) error) (err error) {
 	if err := s.rangeOptionErr(); err != nil {
 		return err
