@@ -32,10 +32,16 @@ func TestLifecycleRestartPolicyDoesNotRestartPermanentErrors(t *testing.T) {
 			want: kstream.ErrInvalidOption,
 		},
 		{
-			name:  "fatal fetch error: authorization",
+			name:  "fatal fetch error: unsupported version",
 			opts:  []kstream.Option{kstream.Group("g")},
-			fault: func(e *env) { e.c.FailFetch(e.t, e.topic, kerr.TopicAuthorizationFailed, kstreamtest.UntilHealed) },
-			want:  kerr.TopicAuthorizationFailed,
+			fault: func(e *env) { e.c.FailFetch(e.t, e.topic, kerr.UnsupportedVersion, kstreamtest.UntilHealed) },
+			want:  kerr.UnsupportedVersion,
+		},
+		{
+			name:  "fatal group error: invalid group ID",
+			opts:  []kstream.Option{kstream.Group("g")},
+			fault: func(e *env) { e.c.FailHeartbeat(e.t, "g", kerr.InvalidGroupID, kstreamtest.UntilHealed) },
+			want:  kerr.InvalidGroupID,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

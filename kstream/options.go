@@ -415,16 +415,17 @@ const (
 	ErrorPolicyStop ErrorPolicy = iota
 	// ErrorPolicyRestart reopens the stream from its committed offsets
 	// after a backoff, so the failed record is delivered again. A crash
-	// that no restart can heal stops the stream instead, as
-	// ErrorPolicyStop does, and its log says so: an error wrapping
-	// ErrInvalidOption (ClientOptions that Open rejects, say), or one of
-	// Kafka's TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED,
-	// CLUSTER_AUTHORIZATION_FAILED, SASL_AUTHENTICATION_FAILED,
-	// UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE, UNSUPPORTED_VERSION,
+	// that no restart can heal, because its cause is in the program or its
+	// configuration, stops the stream instead, as ErrorPolicyStop does,
+	// and its log says so: an error wrapping ErrInvalidOption
+	// (ClientOptions that Open rejects, say), or one of Kafka's
+	// UNSUPPORTED_VERSION, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE,
 	// INVALID_GROUP_ID and INCONSISTENT_GROUP_PROTOCOL, from Open, a fatal
-	// *FetchError or the function itself. A fatal FetchError for a topic
-	// deleted or recreated under the stream is restarted: the new run
-	// looks the topic up again.
+	// *FetchError or the function itself. Failed authorizations and
+	// authentications are restarted: an operator can fix them on the
+	// brokers while the program runs. So is a fatal FetchError for a topic
+	// deleted or recreated under the stream: the new run looks the topic
+	// up again.
 	ErrorPolicyRestart
 	// ErrorPolicyStopEngine stops every stream of the engine; Run returns
 	// nil.

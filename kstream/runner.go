@@ -291,14 +291,17 @@ func (e *Engine) logCrash(r *runner, err error, policy ErrorPolicy, permanent bo
 }
 
 // isPermanent reports whether err is a crash that restarting the stream
-// cannot heal, so that ErrorPolicyRestart does not restart it: an invalid
-// option (ErrInvalidOption, which Open returns for ClientOptions that
-// bypass the stream), a failed authorization or authentication, a version
-// or group protocol the brokers do not support, an invalid group ID, and a
-// fatal *FetchError for any of those. A fatal FetchError for a topic
-// deleted or created again under the stream (UNKNOWN_TOPIC_ID,
-// INCONSISTENT_TOPIC_ID) is not permanent: a restart looks the topic up
-// again.
+// cannot heal, because its cause is in the program or its configuration,
+// so that ErrorPolicyRestart does not restart it: an invalid option
+// (ErrInvalidOption, which Open returns for ClientOptions that bypass the
+// stream), a protocol version, SASL mechanism or group protocol the brokers
+// do not support, an invalid group ID, and a fatal *FetchError for any of
+// those. Failed authorizations and authentications are restarted, with
+// backoff: an operator can grant the ACL or create the user on the brokers
+// while the program runs, and the stream then carries on by itself. A fatal
+// FetchError for a topic deleted or created again under the stream
+// (UNKNOWN_TOPIC_ID, INCONSISTENT_TOPIC_ID) is restarted too: a restart
+// looks the topic up again.
 func isPermanent(err error) bool {
 	if errors.Is(err, ErrInvalidOption) {
 		return true
@@ -314,9 +317,8 @@ func isPermanent(err error) bool {
 // permanentKafkaErrors are the broker errors isPermanent treats as
 // permanent.
 var permanentKafkaErrors = []error{
-	kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed,
-	kerr.SaslAuthenticationFailed, kerr.UnsupportedSaslMechanism, kerr.IllegalSaslState,
-	kerr.UnsupportedVersion, kerr.InvalidGroupID, kerr.InconsistentGroupProtocol,
+	kerr.UnsupportedVersion, kerr.UnsupportedSaslMechanism, kerr.IllegalSaslState,
+	kerr.InvalidGroupID, kerr.InconsistentGroupProtocol,
 }
 
 // stopTarget is a runner to stop and the start of it to stop, read under
@@ -345,9 +347,8 @@ func stopTargetsLocked(rs []*runner) []stopTarget {
 // middleware) is the caller, told by callerRun: that stream stops when the
 // function returns, which it cannot do before this call does. Nor for a
 // runner whose listener is the caller: its stream is closed at once, and
-// leaves its group when the callback returns. forget says which runners
-// had their metrics forgotten here; for those not waited for, that
-// happens when their function returns.
+// leaves its group when the callback returns. Nor, again, for a runner
+// whose function outlived the deadline of an earlier stop: it is reported.
 func (e *Engine) stopRunners(ctx context.Context, ts []stopTarget, fromCtx *run, goroutine uint64) (errs []error) {
 	var live []stopTarget
 	for _, t := range ts {
