@@ -343,9 +343,14 @@ func (e *Engine) Stop(ctx context.Context) error {
 	switch e.state {
 	case engineRunning:
 	case engineStopping:
-		// Another Stop is at work: wait for it.
+		// Another Stop is at work: wait for it, unless it waits for the
+		// caller, a stream's function or listener.
 		stopped := e.stopped
+		fromStream := e.calledFromStreamLocked(ctx)
 		e.mu.Unlock()
+		if fromStream {
+			return nil
+		}
 		select {
 		case <-stopped:
 			return nil
@@ -411,6 +416,21 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// calledFromStreamLocked reports whether the caller, with ctx, is the
+// function or a listener of one of the engine's streams. e.mu is held.
+func (e *Engine) calledFromStreamLocked(ctx context.Context) bool {
+	fromCtx, goroutine := callerRun(ctx)
+	for _, r := range e.runners {
+		if rn := r.cur; rn != nil && rn.calledBy(fromCtx, goroutine) {
+			return true
+		}
+		if r.s.calledFromListener() {
+			return true
+		}
+	}
+	return false
 }
 
 // Run starts the engine, waits until ctx is done or a crash with

@@ -192,9 +192,9 @@ func (s *Stream[T]) metricsSet() *metricsSet {
 // listener callbacks, running on franz-go's goroutine.
 func (s *Stream[T]) calledFromListener() bool {
 	s.mu.Lock()
-	ss := s.currentSessionLocked()
+	ss, closing := s.currentSessionLocked(), s.closingSS
 	s.mu.Unlock()
-	return ss != nil && ss.calledFromListener()
+	return (ss != nil && ss.calledFromListener()) || (closing != nil && closing.calledFromListener())
 }
 
 // currentSessionLocked returns the open session or, during an Open, the

@@ -121,3 +121,44 @@ func TestLifecycleEngineStopWaitsForTheLeaveWhileAListenerRuns(t *testing.T) {
 		t.Fatalf("after Stop: %v (err %v), want the member gone", g, err)
 	}
 }
+
+// Engine.Stop called from a listener while another Stop is at work (here,
+// from OnRevoked as that Stop closes the stream) returns at once: the Stop
+// at work waits for the callback, so waiting for it would deadlock until
+// the deadline.
+func TestLifecycleStopFromListenerDuringAStop(t *testing.T) {
+	e := newEnv(t, 1, 3)
+	eng := e.engine()
+	inner := make(chan selfStop, 1)
+	var once sync.Once
+	handled := make(chan struct{}, 3)
+	eng.Add(e.engineStream(e.topic, "g", kstream.Listener(kstream.ListenerFuncs{
+		Revoked: func(ctx context.Context, _ kstream.AnyStream, _ map[string][]int32) {
+			once.Do(func() {
+				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				start := time.Now()
+				err := eng.Stop(sctx)
+				inner <- selfStop{err, time.Since(start)}
+			})
+		},
+	})).Handle(func(context.Context, kstream.Record[string]) error {
+		handled <- struct{}{}
+		return nil
+	}))
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-handled
+	stopCtx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := eng.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	got := <-inner
+	if got.err != nil || got.took > time.Second || took > 3*time.Second {
+		t.Fatalf("Stop from OnRevoked during a Stop took %v and returned %v; the outer Stop took %v: want both at once, nil", got.took, got.err, took)
+	}
+}

@@ -145,3 +145,44 @@ func TestLifecycleRemoveFromHandlerDoesNotWaitOnItself(t *testing.T) {
 		})
 	}
 }
+
+// Stop called from a handler while another Stop is at work returns at
+// once: the Stop at work waits for the handler.
+func TestLifecycleStopFromHandlerDuringAStop(t *testing.T) {
+	e := newEnv(t, 1, 3)
+	eng := e.engine()
+	inHandler := make(chan struct{})
+	called := make(chan selfStop, 1)
+	eng.Add(e.engineStream(e.topic, "self").Handle(func(hctx context.Context, rec kstream.Record[string]) error {
+		if rec.Value != "v0" {
+			return nil
+		}
+		close(inHandler)
+		// Wait for the outer Stop to begin.
+		for deadline := time.Now().Add(10 * time.Second); eng.Health().Running && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(hctx, 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := eng.Stop(ctx)
+		called <- selfStop{err, time.Since(start)}
+		return nil
+	}))
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-inHandler
+	stopCtx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := eng.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	got := <-called
+	if got.err != nil || got.took > time.Second || took > 3*time.Second {
+		t.Fatalf("Stop from the handler during a Stop took %v and returned %v; the outer Stop took %v: want both at once, nil", got.took, got.err, took)
+	}
+	e.wantCommitted("self", map[int32]int64{0: 1})
+}

@@ -186,8 +186,14 @@ func (s *Stream[T]) closeWithin(timeout time.Duration) error {
 	}
 	err := ss.close(timeout)
 	s.mu.Lock()
-	if s.closingSS == ss {
-		s.closingSS = nil
+	select {
+	case <-ss.closed:
+		if s.closingSS == ss {
+			s.closingSS = nil
+		}
+	default:
+		// A Close from a listener returns while the close it joined is
+		// still at work: that one clears closingSS.
 	}
 	s.mu.Unlock()
 	return err
