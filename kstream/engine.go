@@ -336,8 +336,10 @@ func (e *Engine) Start(ctx context.Context) error {
 // without PartitionConcurrency or KeyConcurrency, by its goroutine. Stop
 // called from a stream's rebalance listener closes that stream without
 // waiting for its leave, which finishes when the callback returns. Called
-// from any other goroutine, Stop waits for every stream to leave its group,
-// or for the deadline.
+// from either while another Stop is at work, Stop returns nil at once: the
+// Stop at work waits for the caller. Called from any other goroutine, Stop
+// waits for every stream to leave its group, or for the deadline (and for
+// a Stop at work to finish).
 func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	switch e.state {
