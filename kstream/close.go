@@ -3,27 +3,35 @@
 package kstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
 	"time"
 )
 
 // close commits what was processed (default mode), leaves the group and
 // closes the client. Records polled but not processed, and the record in
 // flight, are not committed.
+//
 // close closes the session once; a concurrent or later call waits for the
-// first to finish and returns nil.
+// first to finish and returns nil, except from one of the session's
+// listeners: the close in progress waits for that callback to return, so
+// the call returns at once.
 func (ss *session) close(timeout time.Duration) error {
-	did := false
-	ss.closeOnce.Do(func() {
-		did = true
+	first := false
+	ss.closeOnce.Do(func() { first = true })
+	if first {
 		ss.closeErr = ss.doClose(timeout)
 		close(ss.closed)
-	})
-	<-ss.closed
-	if did {
 		return ss.closeErr
 	}
+	if ss.calledFromListener() {
+		return nil
+	}
+	<-ss.closed
 	return nil
 }
 
@@ -40,15 +48,16 @@ func (ss *session) doClose(timeout time.Duration) error {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
 	}
+	// Whatever happens next, the session is gone for the metrics.
+	if ss.m != nil {
+		defer ss.m.partitions.remove(ss)
+	}
 	if !ss.closeClient(ctx) {
 		return err
 	}
 	// A timer push that started before Stop holds pushMu until it is done.
 	ss.pushMu.Lock()
 	ss.pushMu.Unlock() //nolint:staticcheck // waiting, not guarding
-	if ss.m != nil {
-		ss.m.partitions.remove(ss)
-	}
 	ss.log.Debug("stream closed")
 	return err
 }
@@ -68,18 +77,19 @@ func (ss *session) closeDeadline(timeout time.Duration) (ctx context.Context, st
 }
 
 // closeClient leaves the group and closes the client, waiting until ctx
-// (from closeDeadline) ends at most. Called from a listener (or while one
-// runs) it does not wait, and reports false: leaving the group waits for
-// the callback to return, so waiting here could deadlock; the client
+// (from closeDeadline) ends at most. Called from one of the session's
+// listeners it does not wait, and reports false: leaving the group waits
+// for the callback to return, so waiting here would deadlock; the client
 // finishes closing, on the goroutine started here, as soon as the callback
-// returns.
+// returns. Called from any other goroutine it waits, also while a
+// listener runs: the leave then waits for the callback to end.
 func (ss *session) closeClient(ctx context.Context) (waited bool) {
 	closed := make(chan struct{})
 	go func() {
 		ss.cl.CloseAllowingRebalance()
 		close(closed)
 	}()
-	if ss.inListener.Load() > 0 {
+	if ss.calledFromListener() {
 		ss.log.Debug("closing from a listener callback; the client closes when it returns")
 		return false
 	}
@@ -100,4 +110,59 @@ func (ss *session) closeUnopened() {
 	ctx, stop := ss.closeDeadline(DefaultCloseTimeout)
 	defer stop()
 	ss.closeClient(ctx)
+}
+
+// Listener callbacks run on franz-go's goroutines, and leaving the group
+// waits for a callback to return. So Close (and an engine's Stop) must not
+// wait for the leave when, and only when, it is called from a callback of
+// the session being closed. The caller is recognised by its goroutine:
+// callListeners records the goroutine it runs on, for as long as the
+// callbacks run, and calledFromListener looks the caller's goroutine up.
+// A counter of callbacks running could not tell a call from a callback
+// from a call from another goroutine made while one runs, which must wait.
+var listenerGoroutines sync.Map // goroutine ID → *session whose listeners it is calling
+
+// enterListener records that the calling goroutine is calling ss's
+// listeners, until the returned function is called.
+func enterListener(ss *session) (exit func()) {
+	id := goroutineID()
+	if id == 0 {
+		return func() {}
+	}
+	listenerGoroutines.Store(id, ss)
+	return func() { listenerGoroutines.Delete(id) }
+}
+
+// calledFromListener reports whether the calling goroutine is running one
+// of ss's listener callbacks.
+func (ss *session) calledFromListener() bool {
+	id := goroutineID()
+	if id == 0 {
+		return false
+	}
+	v, ok := listenerGoroutines.Load(id)
+	return ok && v.(*session) == ss
+}
+
+// goroutineID returns the ID of the calling goroutine, which the runtime
+// never gives to another goroutine, or 0 if it cannot be read. Go has no
+// API for it; the first line of a goroutine's stack trace,
+// "goroutine 42 [running]:", names it. It costs about a microsecond, so it
+// is read on paths that run once per callback, stop or close, never per
+// record.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, ok := bytes.CutPrefix(b, []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return id
 }

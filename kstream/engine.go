@@ -105,8 +105,9 @@ const (
 // its streams: Brokers, Logger, OnError and Metrics (each inherited by a
 // stream that does not set its own), ClientOptions (applied to every stream
 // and to the producer, before a stream's own ClientOptions, which override
-// them) and Name (the engine's title, used in logs). A stream-only option
-// (Topics, Group, ...) is an error.
+// them) and Name (the engine's title, used in logs). An option of streams
+// only (Topics, Group, ResetOffset, ...) is an error wrapping
+// ErrInvalidOption that names it, whatever its value.
 func NewEngine(opts ...Option) (*Engine, error) {
 	e := &Engine{inflight: sendCount{idle: make(chan struct{}, 1)}}
 	for _, o := range opts {
@@ -118,16 +119,9 @@ func NewEngine(opts ...Option) (*Engine, error) {
 		}
 	}
 	c := &e.cfg
-	for name, set := range map[string]bool{
-		"Topics": len(c.topics) > 0, "TopicPattern": c.pattern != "", "Group": c.group != "",
-		"InitialOffsets": len(c.initial) > 0, "ManualCommit": c.manual,
-		"Listener": len(c.listeners) > 0, "MaxPollRecords": c.maxPoll != 0,
-		"ResetOffset":                            c.reset != Earliest,
-		"PartitionConcurrency or KeyConcurrency": c.concurrency.mode != concurrencySerial,
-	} {
-		if set {
-			return nil, fmt.Errorf("%w: NewEngine: %s is an option of streams, not of engines", ErrInvalidOption, name)
-		}
+	c.noteDerived()
+	if err := c.checkScope(forEngines); err != nil {
+		return nil, err
 	}
 	e.name = c.name
 	if e.name == "" {
@@ -199,12 +193,13 @@ type Runnable interface {
 	closeGracefully() error
 	forceClose() error
 	metricsSet() *metricsSet
-	inListener() bool
+	calledFromListener() bool
 }
 
 // Add gives the engine a stream. The stream must have a function (Handle,
 // HandleBatches or Func) and a name no other stream of the engine has; it
-// must not be open, and must not belong to another engine. A stream added
+// must not be open, must not belong to another engine, and its function
+// must not still be running from an earlier run. A stream added
 // to a running engine starts at once. The stream inherits the engine's
 // Brokers, Logger, OnError and Metrics unless it set its own, and the
 // engine's ClientOptions come before its own.
@@ -232,8 +227,10 @@ func (e *Engine) Add(s Runnable) error {
 
 // Remove stops a stream gracefully (it finishes the record in hand,
 // commits and leaves its group, bounded by ctx) and takes it from the
-// engine. The stream can then be added again, to this engine or another.
-// As Stop does, it reports a final commit that failed.
+// engine. The stream can then be added again, to this engine or another,
+// once its function has returned. As Stop does, it reports a final commit
+// that failed, and a stream that did not stop before the deadline, and it
+// does not wait for a stream whose own function or listener calls it.
 func (e *Engine) Remove(ctx context.Context, s Runnable) error {
 	if s == nil {
 		return fmt.Errorf("%w: nil", ErrUnknownStream)
@@ -246,13 +243,15 @@ func (e *Engine) Remove(ctx context.Context, s Runnable) error {
 	}
 	r := e.runners[i]
 	e.runners = slices.Delete(e.runners, i, i+1)
+	ts := stopTargetsLocked([]*runner{r})
 	e.mu.Unlock()
+	fromCtx, goroutine := callerRun(ctx)
 	ctx, cancel := withDefaultDeadline(ctx)
 	defer cancel()
-	err := e.stopRunners(ctx, []*runner{r})
-	s.metricsSet().forgetStream(r.name)
+	errs := e.stopRunners(ctx, ts, fromCtx, goroutine)
+	forgetStreams(ts)
 	s.detach(e)
-	return err
+	return errors.Join(errs...)
 }
 
 // Start starts the engine: OnStartup hooks, producer, streams, AfterStartup
@@ -317,18 +316,43 @@ func (e *Engine) Start(ctx context.Context) error {
 // Stop stops the engine gracefully; see Engine for the steps. Without a
 // deadline on ctx, DefaultStopTimeout bounds it. When the deadline passes
 // with a handler still running, its context is canceled; if it still does
-// not return, its stream is closed without committing the record in hand
-// and Stop reports the stream. Stop also reports each stream whose final
-// commit failed (its processed records will be delivered again); neither is
-// a crash. Stop on an engine that is not running returns nil.
+// not return within a second, its stream is closed under it: what it
+// processed is committed (within five seconds more), the record in hand is
+// not, and Stop reports the stream. Such a stream is in state
+// StreamStopping until its function returns; a Start meanwhile starts it
+// again once it has. Stop also reports each stream whose final commit
+// failed (its processed records will be delivered again); neither is a
+// crash. Stop on an engine that is not running returns nil.
+//
+// Stop (or Remove) called from a stream's own function (a Handle or
+// HandleBatches handler, a middleware, a Func function) does not wait for
+// that stream, which cannot stop before the call returns: the stream stops
+// fetching, and once the function returns it finishes as in any stop (the
+// record in hand is processed if the handler returned nil), commits and
+// leaves its group. Stop meanwhile stops the rest and returns; the producer
+// is closed, so the function's sends after Stop fail with
+// ErrEngineNotStarted. The call is recognised by its ctx, when it is the
+// handler's ctx or derives from it (always pass that one), and, for a stream
+// without PartitionConcurrency or KeyConcurrency, by its goroutine. Stop
+// called from a stream's rebalance listener closes that stream without
+// waiting for its leave, which finishes when the callback returns. Called
+// from either while another Stop is at work, Stop returns nil at once: the
+// Stop at work waits for the caller. Called from any other goroutine, Stop
+// waits for every stream to leave its group, or for the deadline (and for
+// a Stop at work to finish).
 func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	switch e.state {
 	case engineRunning:
 	case engineStopping:
-		// Another Stop is at work: wait for it.
+		// Another Stop is at work: wait for it, unless it waits for the
+		// caller, a stream's function or listener.
 		stopped := e.stopped
+		fromStream := e.calledFromStreamLocked(ctx)
 		e.mu.Unlock()
+		if fromStream {
+			return nil
+		}
 		select {
 		case <-stopped:
 			return nil
@@ -340,20 +364,21 @@ func (e *Engine) Stop(ctx context.Context) error {
 		return nil
 	}
 	e.state = engineStopping
-	runners := slices.Clone(e.runners)
+	ts := stopTargetsLocked(e.runners)
 	producer := e.producer
 	stopped := e.stopped
 	close(e.stopping)
 	e.mu.Unlock()
 	defer close(stopped)
 
+	fromCtx, goroutine := callerRun(ctx)
 	ctx, cancel := withDefaultDeadline(ctx)
 	defer cancel()
 	var errs []error
 	if err := e.runHooks(ctx, hookOnStop, false); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, e.stopRunners(ctx, runners))
+	errs = append(errs, e.stopRunners(ctx, ts, fromCtx, goroutine)...)
 	// The streams have stopped: from here on sends fail at once, so that
 	// the producer can be flushed and closed under no new record.
 	e.mu.Lock()
@@ -375,9 +400,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("kstream: engine %q: sends or SendAsync done functions still running %v after the producer closed", e.name, sendDrainTimeout))
 	}
 
-	for _, r := range runners {
-		r.s.metricsSet().forgetStream(r.name)
-	}
+	forgetStreams(ts)
 	e.cfg.metrics.forgetEngine(e.name)
 	e.mu.Lock()
 	e.state = engineStopped
@@ -395,6 +418,21 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// calledFromStreamLocked reports whether the caller, with ctx, is the
+// function or a listener of one of the engine's streams. e.mu is held.
+func (e *Engine) calledFromStreamLocked(ctx context.Context) bool {
+	fromCtx, goroutine := callerRun(ctx)
+	for _, r := range e.runners {
+		if rn := r.cur; rn != nil && rn.calledBy(fromCtx, goroutine) {
+			return true
+		}
+		if r.s.calledFromListener() {
+			return true
+		}
+	}
+	return false
 }
 
 // Run starts the engine, waits until ctx is done or a crash with

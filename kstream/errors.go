@@ -33,8 +33,15 @@ var (
 	// to commit to.
 	ErrNoGroup = errors.New("kstream: stream has no consumer group, so there is nothing to commit to")
 
-	// ErrInvalidOption is wrapped by every error NewStream returns for a bad
-	// option or combination of options; the message names the option.
+	// ErrInvalidOption is wrapped by every error returned or yielded for
+	// an option that is bad, or would have no effect, or a combination of
+	// options that cannot work: by NewStream and NewEngine, by Open (for
+	// ClientOptions that would bypass the stream), by Records, Batches and
+	// Use (for PartitionConcurrency and KeyConcurrency, which apply to
+	// Handle functions run by an engine, and a bad batch size) and by
+	// Engine.Add (for HandleBatches with a bad size). The message names the
+	// option. A stream run by an engine that crashes with it is not
+	// restarted: see ErrorPolicyRestart.
 	ErrInvalidOption = errors.New("kstream: invalid option")
 )
 

@@ -15,7 +15,8 @@ import (
 //
 // ctx is canceled when the deadline of a graceful stop (Stop, Remove or
 // Run's) has passed; until then it stays live, so that the record in hand
-// can finish.
+// can finish. A handler may call its engine's Stop or Remove, with ctx:
+// they do not wait for the handler's own stream (see Engine.Stop).
 type Handler[T any] func(ctx context.Context, rec Record[T]) error
 
 // BatchHandler handles a batch of records (HandleBatches), the Go form of
@@ -55,7 +56,8 @@ func (s *Stream[T]) Handle(h Handler[T], mw ...Middleware[T]) *Stream[T] {
 // HandleBatches sets the function an engine runs for each batch of up to max
 // records, yielded as by Batches(ctx, max, wait), and returns s. A record
 // that fails to decode is a crash of the stream. Setting a function replaces
-// any set before.
+// any set before. max must be positive and wait not negative: Engine.Add
+// rejects the stream otherwise, with an error wrapping ErrInvalidOption.
 func (s *Stream[T]) HandleBatches(max int, wait time.Duration, h BatchHandler[T]) *Stream[T] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -68,12 +70,20 @@ func (s *Stream[T]) HandleBatches(max int, wait time.Duration, h BatchHandler[T]
 
 // Func sets a function an engine runs once with the stream itself, as
 // kstreams runs a stream's coroutine, and returns s. The function ranges over
-// s.Records(ctx) (or Batches) itself. When the engine stops the stream, the
-// stream stops fetching and the range ends quietly at the next record
-// boundary, so the record in hand finishes; ctx stays live until the stop's
-// deadline, as a Handler's does. Returning an error, or panicking, is a
+// s.Records(ctx) (or Batches) itself. Returning an error, or panicking, is a
 // crash; returning nil stops the stream. Setting a function replaces any set
 // before.
+//
+// When the engine stops the stream (Stop, Remove, or a crash that stops the
+// engine), the stream stops fetching, a range of it ends quietly at its next
+// record boundary, and ctx is canceled: at once if no range of the stream
+// runs, else when the range ends, so that the record in hand finishes with
+// a live ctx. So a function that waits on something other than its range (a
+// timer, a channel, a range run on another goroutine) learns of the stop
+// from ctx. Work after the range that must still be done on a stop (a last
+// flush) needs a context of its own, such as context.WithoutCancel(ctx)
+// bounded by a timeout. If the function has not returned by the stop's
+// deadline, ctx is canceled then in any case.
 func (s *Stream[T]) Func(fn func(ctx context.Context, s *Stream[T]) error) *Stream[T] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,8 +115,14 @@ func (s *Stream[T]) attach(e *Engine) error {
 		return fmt.Errorf("kstream: stream %q already belongs to engine %q", s.name, s.eng.name)
 	case s.sess != nil || s.opening != nil:
 		return fmt.Errorf("kstream: stream %q is open; an engine opens the streams it runs", s.name)
+	case s.running:
+		return fmt.Errorf("kstream: stream %q: its function from an earlier run still runs (it was removed from inside it, or it ignored the deadline of the stop that removed it); add it again once it has returned", s.name)
 	case s.cfg.concurrency.mode != concurrencySerial && s.fn.handler == nil:
 		return fmt.Errorf("%w: stream %q: %v", ErrInvalidOption, s.name, errConcurrencyNeedsHandle)
+	case s.fn.batch != nil && s.fn.batchMax <= 0:
+		return fmt.Errorf("%w: stream %q: HandleBatches: max must be positive, got %d", ErrInvalidOption, s.name, s.fn.batchMax)
+	case s.fn.batch != nil && s.fn.batchWait < 0:
+		return fmt.Errorf("%w: stream %q: HandleBatches: wait must not be negative, got %v", ErrInvalidOption, s.name, s.fn.batchWait)
 	}
 	s.eng = e
 	s.inherited = inherited{brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
@@ -123,10 +139,15 @@ func (s *Stream[T]) detach(e *Engine) {
 	}
 }
 
+// policy returns the stream's error policy: its own, else its engine's.
+// The engine's settings are read under s.mu: Remove detaches the stream
+// while its function may still run.
 func (s *Stream[T]) policy() ErrorPolicy {
 	if s.cfg.onErrorSet {
 		return s.cfg.onError
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.inherited.onError
 }
 
@@ -140,29 +161,40 @@ func (s *Stream[T]) topicsForLog() []string {
 // closeGracefully is Close, for the engine.
 func (s *Stream[T]) closeGracefully() error { return s.Close() }
 
-// forceClose closes the stream under a handler that ignored its deadline,
-// and makes a close already in progress stop waiting for the brokers.
+// forcedCloseTimeout bounds the final commit and the leave of a stream
+// closed under a function that ignored the deadline of its stop.
+const forcedCloseTimeout = 5 * time.Second
+
+// forceClose closes the stream under a function that ignored the deadline
+// of its stop: it commits what was processed (not the record in hand,
+// which is not marked) and leaves the group, within forcedCloseTimeout,
+// then closes the client. A close already in progress, which has had the
+// whole stop to finish, is made to stop waiting for the brokers.
 func (s *Stream[T]) forceClose() error {
 	s.mu.Lock()
-	ss := s.currentSessionLocked()
-	if ss == nil {
-		ss = s.closingSS
-	}
+	closing := s.closingSS
 	s.mu.Unlock()
-	if ss != nil {
-		ss.abort()
+	if closing != nil {
+		closing.abort()
 	}
-	return s.Close()
+	return s.closeWithin(forcedCloseTimeout)
 }
 
-func (s *Stream[T]) metricsSet() *metricsSet { return s.cfg.metricsOf(s.inherited) }
-
-// inListener reports whether one of the stream's listeners is running.
-func (s *Stream[T]) inListener() bool {
+// metricsSet returns the metrics the stream reports to: its own, else its
+// engine's (read under s.mu, as policy does).
+func (s *Stream[T]) metricsSet() *metricsSet {
 	s.mu.Lock()
-	ss := s.currentSessionLocked()
+	defer s.mu.Unlock()
+	return s.cfg.metricsOf(s.inherited)
+}
+
+// calledFromListener reports whether the caller is one of the stream's
+// listener callbacks, running on franz-go's goroutine.
+func (s *Stream[T]) calledFromListener() bool {
+	s.mu.Lock()
+	ss, closing := s.currentSessionLocked(), s.closingSS
 	s.mu.Unlock()
-	return ss != nil && ss.inListener.Load() > 0
+	return (ss != nil && ss.calledFromListener()) || (closing != nil && closing.calledFromListener())
 }
 
 // currentSessionLocked returns the open session or, during an Open, the
@@ -179,7 +211,13 @@ func (s *Stream[T]) currentSessionLocked() *session {
 func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 	s.mu.Lock()
 	fn := s.fn
+	s.running = true
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
 	if fn == nil {
 		return ErrNoFunction
 	}
@@ -210,7 +248,15 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 	}()
 	switch {
 	case fn.whole != nil:
-		return fn.whole(handlerCtx, s)
+		// The function's ctx ends with the stop, so that a function
+		// waiting on anything learns of it, but never under a record in
+		// hand: while a range of the stream runs, the ctx ends when the
+		// range does (fetching has stopped, so that is at its next record
+		// boundary), so that the record in hand finishes with a live ctx.
+		fctx, cancel := context.WithCancel(handlerCtx)
+		defer cancel()
+		defer context.AfterFunc(loopCtx, func() { s.cancelAfterRange(cancel) })()
+		return fn.whole(fctx, s)
 	case fn.batch != nil:
 		for batch, err := range s.Batches(handlerCtx, fn.batchMax, fn.batchWait) {
 			if err != nil {
@@ -269,6 +315,9 @@ func isNonFatalFetch(err error) bool {
 }
 
 func (s *Stream[T]) logger() *slog.Logger {
-	_, _, l := s.cfg.connection(s.inherited)
+	s.mu.Lock()
+	in := s.inherited
+	s.mu.Unlock()
+	_, _, l := s.cfg.connection(in)
 	return l
 }

@@ -16,7 +16,7 @@ type Health struct {
 type StreamHealth struct {
 	Name     string
 	State    StreamState
-	LastErr  error // the last crash, if any
+	LastErr  error // the last crash, or why the last stop did not finish, if any
 	Restarts int   // restarts by ErrorPolicyRestart since the engine started it
 }
 
@@ -47,8 +47,9 @@ func (e *Engine) StreamHealth(name string) (StreamHealth, bool) {
 
 // HealthHandler returns an http.Handler for a health check endpoint
 // (/healthz, say). It answers with Health as JSON, and status 200 while the
-// engine runs and no stream has crashed, 503 otherwise. A restarting stream
-// counts as healthy: its policy is dealing with it.
+// engine runs and no stream has crashed or is stopping (its function
+// outlived a stop's deadline: the stream consumes nothing), 503 otherwise. A
+// restarting stream counts as healthy: its policy is dealing with it.
 func (e *Engine) HealthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := e.Health()
@@ -69,7 +70,7 @@ func (e *Engine) HealthHandler() http.Handler {
 			if s.LastErr != nil {
 				js.LastError = s.LastErr.Error()
 			}
-			if s.State == StreamCrashed {
+			if s.State == StreamCrashed || s.State == StreamStopping {
 				body.Healthy = false
 			}
 			body.Streams = append(body.Streams, js)

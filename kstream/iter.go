@@ -16,8 +16,12 @@ import (
 //   - *DecodeError: the record's value could not be decoded. The Record
 //     carries its metadata, key, headers and Raw, with a zero Value.
 //   - *FetchError: fetching failed. If Fatal, it is the last value.
-//   - ErrClosed, ErrConcurrentRange, or the error of opening the stream:
+//   - ErrClosed, ErrConcurrentRange, the error of opening the stream, or
+//     ErrInvalidOption for a stream with PartitionConcurrency or
+//     KeyConcurrency (they apply to Handle functions run by an engine):
 //     yielded once, as the only value.
+//   - the error of the final commit of a stream that the range opened
+//     itself (below): yielded last, with a zero Record.
 //
 // If the loop body continues after an error, the stream goes on and the bad
 // record counts as handled. The iterator ends without an error when ctx is
@@ -37,12 +41,24 @@ import (
 // yielded: Commit does not cover it. A range over a stream that was never
 // opened opens it and closes it at the end of the loop, so each such loop is
 // a whole session: records it left unprocessed are delivered again by the
-// next one.
+// next one. If that close fails to commit what the loop processed, the error
+// is the last value yielded when the loop ended without break (ctx done,
+// stream closed, or a fatal error yielded and the body going on); after a
+// break, return or panic the loop body cannot be called again, and the error
+// is logged. Open the stream first (or use Use) to get the error from Close
+// whatever ends the loop.
 //
 // Records of a partition revoked from, or lost by, this member are never
 // yielded after the revoke.
 func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 	return func(yield func(Record[T], error) bool) {
+		if err := s.rangeOptionErr(); err != nil {
+			yield(Record[T]{}, err)
+			return
+		}
+		if unopenedRange(ctx, s, s.Records, yield) {
+			return
+		}
 		ss, release, err := s.beginRange(ctx)
 		if err != nil {
 			yield(Record[T]{}, err)
@@ -88,9 +104,19 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 // control as with Records, for the whole batch at once: a batch is processed
 // when the body returns to the iterator for the next one, and the records of
 // a batch broken on are yielded again first by the next range. Each batch is
-// a new slice that the body may keep.
+// a new slice that the body may keep. A range over a stream that was never
+// opened opens and closes it as with Records, yielding the error of its final
+// commit last, with a nil batch.
 func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) iter.Seq2[[]Record[T], error] {
 	return func(yield func([]Record[T], error) bool) {
+		if err := s.rangeOptionErr(); err != nil {
+			yield(nil, err)
+			return
+		}
+		batches := func(ctx context.Context) iter.Seq2[[]Record[T], error] { return s.Batches(ctx, max, wait) }
+		if unopenedRange(ctx, s, batches, yield) {
+			return
+		}
 		if max <= 0 {
 			yield(nil, fmt.Errorf("%w: Batches: max must be positive, got %d", ErrInvalidOption, max))
 			return

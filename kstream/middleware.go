@@ -47,20 +47,22 @@ func Retry[T any](attempts int, backoff time.Duration) Middleware[T] {
 	}
 }
 
-// Recover turns a panic in the handlers after it into a *PanicError
-// returned to the middleware before it, so that, placed after DeadLetter, a
-// panicking record goes to the dead-letter topic instead of crashing the
-// stream. Without it a panic is a crash of the stream, never of the process.
-func Recover[T any]() Middleware[T] {
-	return func(next Handler[T]) Handler[T] {
-		return func(ctx context.Context, rec Record[T]) (err error) {
-			defer func() {
-				if p := recover(); p != nil {
-					err = &PanicError{Value: p, Stack: debug.Stack()}
-				}
-			}()
-			return next(ctx, rec)
-		}
+// Recover is a Middleware: it turns a panic in the handlers after it into a
+// *PanicError returned to the middleware before it, so that, placed after
+// DeadLetter, a panicking record goes to the dead-letter topic instead of
+// crashing the stream. Without it a panic is a crash of the stream, never of
+// the process. Give it to Handle as it is; the stream's record type is
+// inferred:
+//
+//	s.Handle(h, kstream.DeadLetter[Order](eng, "orders-dlq"), kstream.Recover)
+func Recover[T any](next Handler[T]) Handler[T] {
+	return func(ctx context.Context, rec Record[T]) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &PanicError{Value: p, Stack: debug.Stack()}
+			}
+		}()
+		return next(ctx, rec)
 	}
 }
 

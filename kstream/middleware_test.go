@@ -52,7 +52,7 @@ func TestDeadLetter(t *testing.T) {
 		}
 		handled.Add(1)
 		return nil
-	}, kstream.DeadLetter[int](eng, "dlq"), kstream.Recover[int]())
+	}, kstream.DeadLetter[int](eng, "dlq"), kstream.Recover)
 	eng.Add(s)
 	if err := eng.Start(e.ctx); err != nil {
 		t.Fatal(err)

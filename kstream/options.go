@@ -11,16 +11,108 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Option configures a Stream (NewStream) and, where it makes sense, an
-// Engine (NewEngine): Brokers, ClientOptions and Logger given to an engine
-// are inherited by its streams.
+// Option configures a Stream (NewStream) or an Engine (NewEngine). Each
+// option has a scope, given in its documentation:
+//
+//   - options of streams: Topics, TopicPattern, Group, InitialOffsets,
+//     ManualCommit, Listener, ResetOffset, MaxPollRecords,
+//     PartitionConcurrency and KeyConcurrency;
+//   - options of both: Brokers, ClientOptions, Logger, OnError, Metrics and
+//     Name. Given to an engine, the first five are inherited by its streams
+//     (see NewEngine); Name names the engine.
+//
+// An option given where it has no effect is an error wrapping
+// ErrInvalidOption that names it, whatever its value: NewEngine rejects
+// ResetOffset(Earliest) as it rejects ResetOffset(Latest). So are the
+// combinations that would make an option ineffective (Listener or
+// ManualCommit without Group, for instance); see NewStream.
 type Option interface {
 	apply(*config) error
 }
 
+// optionScope says where an option has an effect.
+type optionScope uint8
+
+const (
+	forStreams optionScope = 1 << iota
+	forEngines
+	forBoth = forStreams | forEngines
+)
+
+// option is an Option that records, when applied, that it was given, so
+// that NewStream and NewEngine check what was set rather than guess it
+// from values.
+type option struct {
+	name  string
+	scope optionScope
+	fn    func(*config) error
+}
+
+func (o option) apply(c *config) error {
+	if err := o.fn(c); err != nil {
+		return err
+	}
+	c.noteSet(o.name, o.scope)
+	return nil
+}
+
+// optionFunc is an Option that does not record itself; the options made
+// with it are recognised from their values by noteDerived.
 type optionFunc func(*config) error
 
 func (f optionFunc) apply(c *config) error { return f(c) }
+
+// setOption is an option that was given, in the order given.
+type setOption struct {
+	name  string
+	scope optionScope
+}
+
+// noteSet records that the option name was given.
+func (c *config) noteSet(name string, scope optionScope) {
+	if !c.isSet(name) {
+		c.set = append(c.set, setOption{name, scope})
+	}
+}
+
+// isSet reports whether the option name was given.
+func (c *config) isSet(name string) bool {
+	for _, o := range c.set {
+		if o.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// noteDerived records the options made with optionFunc, which do not
+// record themselves; each of them leaves a value no default has.
+func (c *config) noteDerived() {
+	switch c.concurrency.mode {
+	case concurrencyPartition:
+		c.noteSet("PartitionConcurrency", forStreams)
+	case concurrencyKey:
+		c.noteSet("KeyConcurrency", forStreams)
+	}
+	if c.metrics != nil {
+		c.noteSet("Metrics", forBoth)
+	}
+}
+
+// checkScope rejects the first option given that has no effect on what
+// is being made: a stream (forStreams, by NewStream) or an engine.
+func (c *config) checkScope(what optionScope) error {
+	for _, o := range c.set {
+		if o.scope&what != 0 {
+			continue
+		}
+		if what == forEngines {
+			return fmt.Errorf("%w: NewEngine: %s is an option of streams, not of engines", ErrInvalidOption, o.name)
+		}
+		return fmt.Errorf("%w: NewStream: %s is an option of engines, not of streams", ErrInvalidOption, o.name)
+	}
+	return nil
+}
 
 // OffsetReset says where a stream starts in a partition for which its group
 // has no committed offset, or whose committed offset no longer exists. It is
@@ -81,13 +173,15 @@ type config struct {
 	onErrorSet  bool
 	metrics     *metricsSet
 	concurrency concurrency
+
+	set []setOption // the options given, in order
 }
 
 // Brokers sets the seed brokers ("host:port") to connect to. Without it a
 // stream uses its engine's brokers, else the comma-separated list in the
 // KAFKA_BROKERS environment variable, else localhost:9092.
 func Brokers(addrs ...string) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "Brokers", scope: forBoth, fn: func(c *config) error {
 		if len(addrs) == 0 {
 			return fmt.Errorf("%w: Brokers: no address given", ErrInvalidOption)
 		}
@@ -98,13 +192,13 @@ func Brokers(addrs ...string) Option {
 		}
 		c.brokers = append([]string(nil), addrs...)
 		return nil
-	})
+	}}
 }
 
 // Topics sets the topics a stream consumes. Repeating the option adds
 // topics. It cannot be combined with TopicPattern.
 func Topics(topics ...string) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "Topics", scope: forStreams, fn: func(c *config) error {
 		if len(topics) == 0 {
 			return fmt.Errorf("%w: Topics: no topic given", ErrInvalidOption)
 		}
@@ -115,7 +209,7 @@ func Topics(topics ...string) Option {
 		}
 		c.topics = append(c.topics, topics...)
 		return nil
-	})
+	}}
 }
 
 // TopicPattern subscribes to every topic whose whole name matches the
@@ -124,7 +218,7 @@ func Topics(topics ...string) Option {
 // 5 minutes by default (ClientOptions(kgo.MetadataMaxAge(d)) shortens it).
 // It cannot be combined with Topics.
 func TopicPattern(pattern string) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "TopicPattern", scope: forStreams, fn: func(c *config) error {
 		re, err := regexp.Compile(anchored(pattern))
 		if err != nil {
 			return fmt.Errorf("%w: TopicPattern %q: %v", ErrInvalidOption, pattern, err)
@@ -134,7 +228,7 @@ func TopicPattern(pattern string) Option {
 		}
 		c.pattern, c.patternRe = pattern, re
 		return nil
-	})
+	}}
 }
 
 // anchored makes a pattern match whole topic names, as franz-go's regex
@@ -154,25 +248,25 @@ func anchored(p string) string {
 // Without a group, a stream reads every partition, commits nothing, and
 // starts from the ResetOffset position each time it opens.
 func Group(id string) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "Group", scope: forStreams, fn: func(c *config) error {
 		if id == "" {
 			return fmt.Errorf("%w: Group: empty group id", ErrInvalidOption)
 		}
 		c.group = id
 		return nil
-	})
+	}}
 }
 
 // Name sets the stream's name, used in logs, metrics and by the engine to
 // tell streams apart. Without it a stream gets a unique generated name.
 func Name(name string) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "Name", scope: forBoth, fn: func(c *config) error {
 		if name == "" {
 			return fmt.Errorf("%w: Name: empty name", ErrInvalidOption)
 		}
 		c.name = name
 		return nil
-	})
+	}}
 }
 
 // InitialOffsets sets where to start in the given partitions, overriding the
@@ -188,7 +282,7 @@ func Name(name string) Option {
 // warning. Each topic must be one of the stream's topics (or match its
 // pattern).
 func InitialOffsets(offsets ...TopicPartitionOffset) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "InitialOffsets", scope: forStreams, fn: func(c *config) error {
 		for _, o := range offsets {
 			switch {
 			case o.Topic == "":
@@ -201,48 +295,51 @@ func InitialOffsets(offsets ...TopicPartitionOffset) Option {
 		}
 		c.initial = append(c.initial, offsets...)
 		return nil
-	})
+	}}
 }
 
 // ManualCommit turns off automatic commits (kstreams' enable_auto_commit=False):
 // nothing is committed unless the code calls Commit or CommitRecords, not
 // even on Close or before a revoke. Pair it with ManualCommitRebalanceListener
-// to commit before partitions move to another member.
+// to commit before partitions move to another member. It is an option of
+// streams, and needs Group: without a group there is nothing to commit to.
 //
 // Without ManualCommit, a stream commits at least once: each record is
 // marked processed when the loop body finishes with it, and marked records
 // are committed periodically, before a revoke and on Close.
 func ManualCommit() Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "ManualCommit", scope: forStreams, fn: func(c *config) error {
 		c.manual = true
 		return nil
-	})
+	}}
 }
 
 // Listener adds a RebalanceListener. Repeating the option adds listeners;
 // they are called in the order given. Initial offsets and metrics cleanup are
-// built in, so choosing a listener never loses them.
+// built in, so choosing a listener never loses them. It is an option of
+// streams, and needs Group: only a group member has rebalances.
 func Listener(l RebalanceListener) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "Listener", scope: forStreams, fn: func(c *config) error {
 		if l == nil {
 			return fmt.Errorf("%w: Listener: nil listener", ErrInvalidOption)
 		}
 		c.listeners = append(c.listeners, l)
 		return nil
-	})
+	}}
 }
 
 // ResetOffset sets where to start when the group has no committed offset for
 // a partition, or the committed offset is out of range (Kafka's
-// auto.offset.reset), overriding the default Earliest.
+// auto.offset.reset), overriding the default Earliest. It is an option of
+// streams: NewEngine rejects it, also as ResetOffset(Earliest).
 func ResetOffset(r OffsetReset) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "ResetOffset", scope: forStreams, fn: func(c *config) error {
 		if r != Earliest && r != Latest {
 			return fmt.Errorf("%w: ResetOffset: unknown reset %d (use Earliest or Latest)", ErrInvalidOption, int(r))
 		}
 		c.reset = r
 		return nil
-	})
+	}}
 }
 
 // MaxPollRecords sets how many records a stream takes from the client at
@@ -250,13 +347,13 @@ func ResetOffset(r OffsetReset) Option {
 // records that the loop has not reached are never committed; they bound how
 // much is fetched ahead of processing.
 func MaxPollRecords(n int) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "MaxPollRecords", scope: forStreams, fn: func(c *config) error {
 		if n <= 0 {
 			return fmt.Errorf("%w: MaxPollRecords: must be positive, got %d", ErrInvalidOption, n)
 		}
 		c.maxPoll = n
 		return nil
-	})
+	}}
 }
 
 // ClientOptions passes franz-go options through to the stream's client, the
@@ -275,36 +372,37 @@ func MaxPollRecords(n int) Option {
 // ErrInvalidOption. Everything else, SeedBrokers and ConsumeResetOffset
 // included, overrides what the stream would set.
 func ClientOptions(opts ...kgo.Opt) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "ClientOptions", scope: forBoth, fn: func(c *config) error {
 		c.clientOpts = append(c.clientOpts, opts...)
 		return nil
-	})
+	}}
 }
 
 // Logger sets the logger, overriding slog.Default(). franz-go's own logs go
 // to it too, its info level mapped to slog's debug level.
 func Logger(l *slog.Logger) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "Logger", scope: forBoth, fn: func(c *config) error {
 		if l == nil {
 			return fmt.Errorf("%w: Logger: nil logger", ErrInvalidOption)
 		}
 		c.logger = l
 		return nil
-	})
+	}}
 }
 
 // OnError sets what an engine does when a stream's function fails or
 // panics, overriding ErrorPolicyStop. It applies to streams run by an
-// Engine (Handle and Func); a stream ranged directly returns its errors to
-// the caller instead.
+// Engine (Handle, HandleBatches and Func); a stream ranged directly returns
+// its errors to the caller instead. It is an option of both: given to an
+// engine, it is inherited by the streams that do not set their own.
 func OnError(p ErrorPolicy) Option {
-	return optionFunc(func(c *config) error {
+	return option{name: "OnError", scope: forBoth, fn: func(c *config) error {
 		if p < ErrorPolicyStop || p > ErrorPolicyStopApplication {
 			return fmt.Errorf("%w: OnError: unknown policy %d", ErrInvalidOption, int(p))
 		}
 		c.onError, c.onErrorSet = p, true
 		return nil
-	})
+	}}
 }
 
 // ErrorPolicy says what an engine does when a stream crashes: its function
@@ -316,7 +414,18 @@ const (
 	// streams go on. It is the default, as in kstreams.
 	ErrorPolicyStop ErrorPolicy = iota
 	// ErrorPolicyRestart reopens the stream from its committed offsets
-	// after a backoff, so the failed record is delivered again.
+	// after a backoff, so the failed record is delivered again. A crash
+	// that no restart can heal, because its cause is in the program or its
+	// configuration, stops the stream instead, as ErrorPolicyStop does,
+	// and its log says so: an error wrapping ErrInvalidOption
+	// (ClientOptions that Open rejects, say), or one of Kafka's
+	// UNSUPPORTED_VERSION, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE,
+	// INVALID_GROUP_ID and INCONSISTENT_GROUP_PROTOCOL, from Open, a fatal
+	// *FetchError or the function itself. Failed authorizations and
+	// authentications are restarted: an operator can fix them on the
+	// brokers while the program runs. So is a fatal FetchError for a topic
+	// deleted or recreated under the stream: the new run looks the topic
+	// up again.
 	ErrorPolicyRestart
 	// ErrorPolicyStopEngine stops every stream of the engine; Run returns
 	// nil.
@@ -401,6 +510,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: no Topics or TopicPattern given", ErrInvalidOption)
 	case len(c.topics) > 0 && c.pattern != "":
 		return fmt.Errorf("%w: Topics %q and TopicPattern %q cannot be combined", ErrInvalidOption, c.topics, c.pattern)
+	case c.group == "" && c.isSet("Listener"):
+		return fmt.Errorf("%w: Listener needs Group: a stream without a group has no rebalances to report", ErrInvalidOption)
+	case c.group == "" && c.isSet("ManualCommit"):
+		return fmt.Errorf("%w: ManualCommit needs Group: a stream without a group has nowhere to commit to", ErrInvalidOption)
 	}
 	seen := make(map[topicPartition]bool, len(c.initial))
 	for _, o := range c.initial {

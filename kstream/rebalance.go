@@ -159,11 +159,15 @@ func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 	ss.disown(lost)
 }
 
-// callListeners calls each listener in order, counted as running so that
-// Close and Stop called from one do not wait for the callback to end.
+// callListeners calls each listener in order, with the calling goroutine
+// (franz-go's) recorded as in a listener of ss, so that Close and Stop
+// called from a listener, and only from one, do not wait for the leave
+// that waits for the callback to end.
 func (ss *session) callListeners(call func(RebalanceListener)) {
-	ss.inListener.Add(1)
-	defer ss.inListener.Add(-1)
+	if len(ss.cfg.listeners) == 0 {
+		return
+	}
+	defer enterListener(ss)()
 	for _, l := range ss.cfg.listeners {
 		call(l)
 	}

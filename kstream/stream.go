@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"regexp"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -44,6 +46,8 @@ type Stream[T any] struct {
 	inherited inherited // from the engine the stream was added to
 	eng       *Engine
 	fn        *streamFunc[T]
+	running   bool     // an engine runs the stream's function
+	afterEnd  []func() // called when the range in progress ends (cancelAfterRange)
 }
 
 type streamState int
@@ -58,7 +62,8 @@ var streamSeq atomic.Int64
 
 // NewStream returns a stream that decodes record values with dec. It checks
 // the options and their combination (no topics, Topics with TopicPattern, a
-// bad pattern, initial offsets for a topic the stream does not read) and
+// bad pattern, initial offsets for a topic the stream does not read,
+// Listener or ManualCommit without Group, an option of engines only) and
 // returns an error wrapping ErrInvalidOption that names the option. It does
 // no I/O.
 func NewStream[T any](dec codec.Decoder[T], opts ...Option) (*Stream[T], error) {
@@ -74,6 +79,10 @@ func NewStream[T any](dec codec.Decoder[T], opts ...Option) (*Stream[T], error) 
 		if err := o.apply(&s.cfg); err != nil {
 			return nil, err
 		}
+	}
+	s.cfg.noteDerived()
+	if err := s.cfg.checkScope(forStreams); err != nil {
+		return nil, err
 	}
 	if err := s.cfg.validate(); err != nil {
 		return nil, err
@@ -141,16 +150,26 @@ func (s *Stream[T]) Open(ctx context.Context) error {
 // quietly at its next record boundary.
 //
 // Close is idempotent and safe from any goroutine, including the loop body.
-// It returns the error of the final commit, if any. The final commit is
-// bounded by DefaultCloseTimeout.
-func (s *Stream[T]) Close() error {
+// It returns the error of the final commit, if any. The final commit and
+// the leave are bounded by DefaultCloseTimeout.
+//
+// Called from one of the stream's rebalance listeners, Close commits and
+// starts leaving the group, and returns without waiting for the leave,
+// which waits for the callback to return. Called from any other goroutine,
+// it returns once the stream has left its group (or the deadline passed),
+// also while a listener callback runs.
+func (s *Stream[T]) Close() error { return s.closeWithin(DefaultCloseTimeout) }
+
+// closeWithin is Close with the final commit and the leave bounded by
+// timeout.
+func (s *Stream[T]) closeWithin(timeout time.Duration) error {
 	s.mu.Lock()
 	if op := s.opening; op != nil {
 		// An Open in progress: it gives up, and closes what it opened.
 		op.closeRequested = true
 		op.cancel()
 		s.mu.Unlock()
-		if ss := op.ss.Load(); ss != nil && ss.inListener.Load() > 0 {
+		if ss := op.ss.Load(); ss != nil && ss.calledFromListener() {
 			return nil // from its listener: the Open finishes once it returns
 		}
 		<-op.done
@@ -165,10 +184,16 @@ func (s *Stream[T]) Close() error {
 	if ss == nil {
 		return nil
 	}
-	err := ss.close(DefaultCloseTimeout)
+	err := ss.close(timeout)
 	s.mu.Lock()
-	if s.closingSS == ss {
-		s.closingSS = nil
+	select {
+	case <-ss.closed:
+		if s.closingSS == ss {
+			s.closingSS = nil
+		}
+	default:
+		// A Close from a listener returns while the close it joined is
+		// still at work: that one clears closingSS.
 	}
 	s.mu.Unlock()
 	return err
@@ -190,8 +215,14 @@ func (s *Stream[T]) closeSession(ss *session) error {
 // Use opens the stream, calls fn with the stream's records, and closes the
 // stream whatever happens, also when fn panics (the panic then goes on after
 // Close). It returns fn's error joined with Close's. It is the Go form of
-// kstreams' "async with stream as stream_flow".
+// kstreams' "async with stream as stream_flow". For a stream with
+// PartitionConcurrency or KeyConcurrency, which apply to Handle functions
+// run by an engine, it returns an error wrapping ErrInvalidOption and opens
+// nothing.
 func (s *Stream[T]) Use(ctx context.Context, fn func(records iter.Seq2[Record[T], error]) error) (err error) {
+	if err := s.rangeOptionErr(); err != nil {
+		return err
+	}
 	if err := s.Open(ctx); err != nil {
 		return err
 	}
@@ -220,9 +251,84 @@ func (s *Stream[T]) session() (*session, error) {
 	return nil, ErrNotOpen
 }
 
+// rangeOptionErr returns why the stream cannot be ranged over directly:
+// PartitionConcurrency and KeyConcurrency apply to Handle streams run by an
+// engine, which do not range with Records or Batches.
+func (s *Stream[T]) rangeOptionErr() error {
+	name := ""
+	switch s.cfg.concurrency.mode {
+	case concurrencyPartition:
+		name = "PartitionConcurrency"
+	case concurrencyKey:
+		name = "KeyConcurrency"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: stream %q: %s applies to a Handle function run by an engine; a stream ranged over (Records, Batches, Use, Func) handles one record at a time", ErrInvalidOption, s.name, name)
+}
+
+// rangeClaim carries, in the context of a range over a stream that was
+// never opened, what closing the stream at the end of the range returned,
+// from beginRange's release to unopenedRange.
+type rangeClaim struct {
+	owner    any // the stream ranged over: a range of another stream in the loop body must not take the claim
+	closeErr error
+	log      *slog.Logger
+}
+
+type rangeClaimKey struct{}
+
+// unopenedRange runs the range of seq for a stream that was never opened,
+// which opens the stream and closes it at the end of the loop, so that the
+// error of that close (its final commit) reaches the loop: it is yielded as
+// the last value when the loop ended without break (its ctx ended, or the
+// stream was closed, or the last value was a fatal error); after a break,
+// a return or a panic, when yield may not be called again, it is logged. It
+// reports false, doing nothing, for a stream that is open (or opening, or
+// closed, or being ranged over): the range deals with those itself.
+func unopenedRange[T, V any](ctx context.Context, s *Stream[T], seq func(context.Context) iter.Seq2[V, error], yield func(V, error) bool) bool {
+	if c, _ := ctx.Value(rangeClaimKey{}).(*rangeClaim); c != nil && c.owner == any(s) {
+		return false // the inner range of unopenedRange itself
+	}
+	s.mu.Lock()
+	unopened := s.sess == nil && s.opening == nil && s.state != stateClosed && !s.ranging
+	s.mu.Unlock()
+	if !unopened {
+		return false
+	}
+	claim := &rangeClaim{owner: s}
+	broke, ended := false, false
+	defer func() {
+		if !ended && claim.closeErr != nil { // a panic went through the loop
+			claim.log.Error("closing stream opened by its loop", "err", claim.closeErr)
+		}
+	}()
+	seq(context.WithValue(ctx, rangeClaimKey{}, claim))(func(v V, err error) bool {
+		if !yield(v, err) {
+			broke = true
+			return false
+		}
+		return true
+	})
+	ended = true
+	switch {
+	case claim.closeErr == nil:
+	case broke:
+		claim.log.Error("closing stream opened by its loop", "err", claim.closeErr)
+	default:
+		var zero V
+		yield(zero, claim.closeErr)
+	}
+	return true
+}
+
 // beginRange claims the stream for one range, opening it if it was never
 // opened. release ends the claim, and closes what beginRange opened.
 func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func(), err error) {
+	claim, _ := ctx.Value(rangeClaimKey{}).(*rangeClaim)
+	if claim != nil && claim.owner != any(s) {
+		claim = nil
+	}
 	s.mu.Lock()
 	if s.ranging {
 		s.mu.Unlock()
@@ -248,7 +354,12 @@ func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func()
 		s.mu.Lock()
 		s.ranging = false
 		if err != nil {
+			afterEnd := s.afterEnd
+			s.afterEnd = nil
 			s.mu.Unlock()
+			for _, f := range afterEnd {
+				f()
+			}
 			return nil, nil, err
 		}
 		auto = true
@@ -261,18 +372,41 @@ func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func()
 		ss.endRange()
 		s.mu.Lock()
 		s.ranging = false
+		afterEnd := s.afterEnd
+		s.afterEnd = nil
 		closeIt := auto && s.sess == ss
 		if closeIt {
 			// The loop owned this Open; after it the stream is as new.
 			s.sess, s.state = nil, stateNew
 		}
 		s.mu.Unlock()
+		for _, f := range afterEnd {
+			f()
+		}
 		if closeIt {
-			if err := ss.close(DefaultCloseTimeout); err != nil {
+			err := ss.close(DefaultCloseTimeout)
+			switch {
+			case err == nil:
+			case claim != nil:
+				claim.closeErr, claim.log = err, ss.log // unopenedRange yields or logs it
+			default:
 				ss.log.Error("closing stream opened by its loop", "err", err)
 			}
 		}
 	}, nil
+}
+
+// cancelAfterRange calls cancel once no range of the stream runs: at once,
+// or when the range in progress ends.
+func (s *Stream[T]) cancelAfterRange(cancel context.CancelFunc) {
+	s.mu.Lock()
+	if s.ranging {
+		s.afterEnd = append(s.afterEnd, cancel)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	cancel()
 }
 
 // decode turns a fetched record into a Record[T]. A decoder's error or panic

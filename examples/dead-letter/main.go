@@ -147,7 +147,7 @@ func run(w io.Writer) error {
 		// everything after it; Recover after it, so that a panic reaches it
 		// as a *kstream.PanicError.
 		kstream.DeadLetter[Payment](eng, dlq),
-		kstream.Recover[Payment](),
+		kstream.Recover,
 	)
 	// The same handler without the middleware, in a group of its own: it
 	// crashes on the first bad record, as a kstreams stream does.

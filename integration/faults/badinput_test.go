@@ -401,7 +401,7 @@ func TestBadInputHandleDeadLetter(t *testing.T) {
 		checkRecord(t, sc, cases[rec.Offset], rec, nil)
 		handled.Store(rec.Offset, true)
 		return nil
-	}, kstreamtest.Track[order](sc.led()), kstream.DeadLetter[order](eng, dlq), kstream.Recover[order]())
+	}, kstreamtest.Track[order](sc.led()), kstream.DeadLetter[order](eng, dlq), kstream.Recover)
 	if err := eng.Add(s); err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +472,7 @@ func TestBadInputDeadLetterFails(t *testing.T) {
 	eng := kstreamtest.NewEngine(t, sc.c, kstream.Logger(sc.log), kstream.OnError(kstream.ErrorPolicyRestart))
 	s := kstreamtest.NewStream(t, sc.c, panickyJSON(), kstream.Topics(sc.topic), kstream.Group(sc.group), kstream.Name("orders"))
 	s.Handle(func(ctx context.Context, rec kstream.Record[order]) error { return nil },
-		kstreamtest.Track[order](sc.led()), kstream.DeadLetter[order](eng, dlq), kstream.Recover[order]())
+		kstreamtest.Track[order](sc.led()), kstream.DeadLetter[order](eng, dlq), kstream.Recover)
 	if err := eng.Add(s); err != nil {
 		t.Fatal(err)
 	}
