@@ -42,7 +42,6 @@ type session struct {
 	stopFetching     context.CancelFunc
 	abortCtx         context.Context // the client's context; canceled by abort
 	abort            context.CancelFunc
-	inListener       atomic.Int32 // listener callbacks running (on franz-go's goroutine)
 
 	closeOnce sync.Once
 	closed    chan struct{}
