@@ -152,6 +152,7 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 	// the lanes through the hook before it runs.
 	defer release()
 	done := handlerCtx.Done()
+	var retry decodeRetry
 	for {
 		if err := d.failed(); err != nil {
 			return err
@@ -172,8 +173,15 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		var rec Record[T]
 		derr := s.decodeInto(&rec, r)
 		if derr != nil {
+			if unavailable(derr) {
+				if !retry.retry(handlerCtx, ss, []*kgo.Record{r}, derr) {
+					return nil
+				}
+				continue
+			}
 			ss.noteDecodeError(r.Topic)
 		}
+		retry.ok()
 		d.dispatch(job[T]{rec: rec, derr: derr, raw: r})
 	}
 }

@@ -14,7 +14,9 @@ import (
 // an error:
 //
 //   - *DecodeError: the record's value could not be decoded. The Record
-//     carries its metadata, key, headers and Raw, with a zero Value.
+//     carries its metadata, key, headers and Raw, with a zero Value. A
+//     decoder error wrapping codec.ErrUnavailable is never yielded: the
+//     record is kept and decoded again after a backoff (see codec.ErrUnavailable).
 //   - *FetchError: fetching failed. If Fatal, it is the last value.
 //   - ErrClosed, ErrConcurrentRange, the error of opening the stream, or
 //     ErrInvalidOption for a stream with PartitionConcurrency or
@@ -68,6 +70,7 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 		done := ctx.Done()
 		var prev *kgo.Record
 		var rec Record[T]
+		var retry decodeRetry
 		for {
 			r, fe, st := ss.step(ctx, done, prev)
 			prev = nil
@@ -82,8 +85,15 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 			}
 			derr := s.decodeInto(&rec, r)
 			if derr != nil {
+				if unavailable(derr) {
+					if !retry.retry(ctx, ss, []*kgo.Record{r}, derr) {
+						return
+					}
+					continue
+				}
 				ss.noteDecodeError(r.Topic)
 			}
+			retry.ok()
 			if !yield(rec, derr) {
 				return
 			}
@@ -133,6 +143,7 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 		defer release()
 		done := ctx.Done()
 		raws := make([]*kgo.Record, 0, min(max, ss.cfg.maxPoll))
+		var retry decodeRetry
 
 		// emit yields raws as one batch and marks it processed if the
 		// body asks for more.
@@ -185,11 +196,18 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 
 			recs := make([]Record[T], 0, len(raws))
 			start := 0
+			var again []*kgo.Record // from an unavailable decoder on
+			var againErr error
 			for i, r := range raws {
 				rec, derr := s.decode(r)
 				if derr == nil {
 					recs = append(recs, rec)
 					continue
+				}
+				if unavailable(derr) {
+					again, againErr = raws[i:], derr
+					raws = raws[:i]
+					break
 				}
 				ss.noteDecodeError(r.Topic)
 				if !emit(raws[start:i], recs, nil) {
@@ -204,6 +222,18 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 			if start < len(raws) && !emit(raws[start:], recs, nil) {
 				return
 			}
+			if again != nil {
+				if fe != nil && !fe.Fatal { // a fatal one stays in ss.fatal
+					ss.mu.Lock()
+					ss.errs = append([]*FetchError{fe}, ss.errs...)
+					ss.mu.Unlock()
+				}
+				if !retry.retry(ctx, ss, again, againErr) {
+					return
+				}
+				continue
+			}
+			retry.ok()
 			if fe != nil {
 				if !yield(nil, fe) || fe.Fatal {
 					return

@@ -31,8 +31,9 @@ type partState struct {
 	highwater int64
 
 	// base is where this member's yielding of the partition began: the
-	// first record it yielded, or the offset it was last rewound to. Every
-	// record below base was processed or is not this member's to process.
+	// first record it yielded (or, after a rewind below it, the rewind
+	// target). Every record below base was processed or is not this
+	// member's to process.
 	base int64
 
 	committedKnown bool               // the group had a commit, or this member made one
@@ -72,13 +73,13 @@ func (ps *partState) settled() int64 {
 }
 
 // rewindTo records that the partition will be read again from off: records
-// at or after it were given back (a break, a rebalance's give-way), so they
-// count as not yielded.
+// at or after it were given back (a break, a rebalance's give-way, a decoder
+// that was unavailable), so they count as not yielded. Records below off
+// that are yielded and unfinished (running on a lane) stay so: base only
+// moves down.
 func (ps *partState) rewindTo(off int64) {
-	ps.base = off
-	if off < ps.yielded {
-		ps.yielded = off
-	}
+	ps.base = min(ps.base, off)
+	ps.yielded = min(ps.yielded, off)
 }
 
 // rewindTarget is where a partition resumes after a give-way: its lowest

@@ -58,6 +58,7 @@ func TestPartStateArithmetic(t *testing.T) {
 		{"given back, then yielded again", buildPS(yp([]int64{0, 1, 2}, []int64{0, 1}), psStep{rewind: 2}, yp([]int64{2}, nil)), 2, 2},
 		{"rewound below base: lanes dropped unstarted records", buildPS(yp([]int64{50, 51, 52, 53}, []int64{50}), psStep{rewind: 51}), -1, 51},
 		{"rewound to partition start", buildPS(yp([]int64{0, 1}, nil), psStep{rewind: 0}, yp([]int64{0}, nil)), 0, 0},
+		{"given back above records still running on lanes", buildPS(yp([]int64{10, 11, 12, 13, 14, 15}, []int64{10}), psStep{rewind: 15}), 11, 11},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			low, ok := tc.ps.lowestUnprocessed()

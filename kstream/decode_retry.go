@@ -1,0 +1,73 @@
+package kstream
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gokstreams/kstreams/codec"
+)
+
+// A decoder that returns an error wrapping codec.ErrUnavailable (a schema
+// registry that cannot be reached, say) cannot decode the record now, for a
+// reason that is not the record's. Such a record is never yielded as a
+// *DecodeError, which a loop may skip: it is given back, the stream waits,
+// and the record is decoded again, until the decoder succeeds or the stream
+// stops.
+
+// Backoff between attempts to decode a record whose decoder was unavailable.
+const (
+	minDecodeRetry = 100 * time.Millisecond
+	maxDecodeRetry = 5 * time.Second
+)
+
+// unavailable reports whether err, from decoding, says the decoder cannot
+// decode now.
+func unavailable(err error) bool {
+	return err != nil && errors.Is(err, codec.ErrUnavailable)
+}
+
+// decodeRetry is the state of a range's retries of unavailable decodes.
+type decodeRetry struct {
+	wait  time.Duration
+	tries int
+}
+
+// ok resets the backoff after a successful decode.
+func (d *decodeRetry) ok() {
+	if d.tries > 0 {
+		*d = decodeRetry{}
+	}
+}
+
+// retry gives rs (taken from the buffer, the first of them yielded or not)
+// back to the front of the buffer, logs the decoder's error, and waits the
+// backoff. It returns false when the range must end instead: ctx is done or
+// the stream stops fetching. A rebalance waiting meanwhile runs at the next
+// pop, with the records given back.
+func (d *decodeRetry) retry(ctx context.Context, ss *session, rs []*kgo.Record, err error) bool {
+	ss.mu.Lock()
+	ss.inflight = ss.inflight[:0]
+	ss.giveBackLocked(rs)
+	ss.mu.Unlock()
+	d.tries++
+	if d.wait == 0 {
+		d.wait = minDecodeRetry
+	} else {
+		d.wait = min(2*d.wait, maxDecodeRetry)
+	}
+	r := rs[0]
+	ss.log.Warn("decoder unavailable; the record is kept and decoded again after a backoff",
+		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "attempt", d.tries, "backoff", d.wait, "err", err)
+	t := time.NewTimer(d.wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-ss.fetchDone:
+	}
+	return false
+}
