@@ -367,7 +367,9 @@ func MaxPollRecords(n int) Option {
 // (use Listener), AdjustFetchOffsetsFn (use InitialOffsets),
 // BlockRebalanceOnPoll, AutoCommitMarks and DisableAutoCommit (use
 // ManualCommit), AutoCommitCallback (failed automatic commits are logged and
-// counted). kgo.ConsumerGroup on a stream without Group, and
+// counted), and WithContext (the client's own context, which Close cancels
+// at its deadline so that a hung broker cannot hold it). The OnPartitions
+// callbacks include OnPartitionsCallbackBlocked. kgo.ConsumerGroup on a stream without Group, and
 // kgo.ConsumeRegex on a stream without TopicPattern, make Open fail with
 // ErrInvalidOption. Everything else, SeedBrokers and ConsumeResetOffset
 // included, overrides what the stream would set.
