@@ -39,8 +39,9 @@ var (
 	// ClientOptions that would bypass the stream), by Records, Batches and
 	// Use (for PartitionConcurrency and KeyConcurrency, which apply to
 	// Handle functions run by an engine, and a bad batch size) and by
-	// Engine.Add (for HandleBatches with a bad size). The message names the
-	// option. A stream run by an engine that crashes with it is not
+	// Engine.Add (for HandleBatches with a bad size), and by every send of
+	// a Producer made with a nil engine, an empty topic or a nil encoder.
+	// The message names the option. A stream run by an engine that crashes with it is not
 	// restarted: see ErrorPolicyRestart.
 	ErrInvalidOption = errors.New("kstream: invalid option")
 )
