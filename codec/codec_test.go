@@ -101,3 +101,24 @@ func TestFuncAdapters(t *testing.T) {
 		t.Fatal("New decode")
 	}
 }
+
+func TestUnavailable(t *testing.T) {
+	cause := errors.New("dial tcp 127.0.0.1:8081: connection refused")
+	err := codec.Unavailable(cause)
+	if !errors.Is(err, codec.ErrUnavailable) || !errors.Is(err, cause) {
+		t.Fatalf("Unavailable(%v) = %v: want an error wrapping ErrUnavailable and the cause", cause, err)
+	}
+	if got, want := err.Error(), "codec: unavailable, retry later: "+cause.Error(); got != want {
+		t.Fatalf("Unavailable(...).Error() = %q, want %q", got, want)
+	}
+	if codec.Unavailable(err) != err {
+		t.Fatal("Unavailable wraps an error that is already unavailable again")
+	}
+	if codec.Unavailable(nil) != nil {
+		t.Fatal("Unavailable(nil) != nil")
+	}
+	// A decode error of the record's own is not unavailable.
+	if _, err := codec.JSON[point]().Decode([]byte("{")); errors.Is(err, codec.ErrUnavailable) {
+		t.Fatalf("a JSON syntax error %v wraps ErrUnavailable", err)
+	}
+}
