@@ -157,7 +157,7 @@ func (p *protoCodec[T]) AppendEncode(dst []byte, v T) ([]byte, error) {
 	if got := m.Descriptor().FullName(); got != p.md.FullName() {
 		return dst, p.core.fail("encode", w.id, fmt.Errorf("%w: a %s, the codec's message is %s", ErrInvalidValue, got, p.md.FullName()))
 	}
-	out, err := proto.MarshalOptions{}.MarshalAppend(append(dst, w.w...), v)
+	out, err := proto.MarshalOptions{}.MarshalAppend(append(appendHeader(dst, w.id), w.w...), v)
 	if err != nil {
 		return dst, p.core.fail("encode", w.id, fmt.Errorf("%w: %s: %w", ErrInvalidValue, p.md.FullName(), err))
 	}

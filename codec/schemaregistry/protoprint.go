@@ -241,7 +241,7 @@ func (p *protoPrinter) field(depth int, f protoreflect.FieldDescriptor, inOneof 
 	if f.HasDefault() {
 		opts = append(opts, "default = "+protoValue(f, f.Default()))
 	}
-	if f.HasJSONName() {
+	if f.HasJSONName() && f.JSONName() != defaultJSONName(string(f.Name())) {
 		opts = append(opts, "json_name = "+quoteProto(f.JSONName()))
 	}
 	opts = append(opts, scalarOptions(f.Options())...)
@@ -249,6 +249,28 @@ func (p *protoPrinter) field(depth int, f protoreflect.FieldDescriptor, inOneof 
 		fmt.Fprintf(&b, " [%s]", strings.Join(opts, ", "))
 	}
 	p.line(depth, "%s;", b.String())
+}
+
+// defaultJSONName is the JSON name protoc gives a field without a
+// json_name option: underscores dropped, the letter after each made upper
+// case.
+func defaultJSONName(name string) string {
+	var b strings.Builder
+	up := false
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			up = true
+		case up && c >= 'a' && c <= 'z':
+			b.WriteByte(c - 'a' + 'A')
+			up = false
+		default:
+			b.WriteByte(c)
+			up = false
+		}
+	}
+	return b.String()
 }
 
 func fieldType(f protoreflect.FieldDescriptor) string {
