@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -219,13 +217,7 @@ func badInput(t *testing.T, err error, subject string, id int, want error) {
 
 func TestAvroBadInput(t *testing.T) {
 	reg := newRegistry(t)
-	var byID atomic.Int32
-	reg.Intercept(func(_ http.ResponseWriter, r *http.Request) bool {
-		if strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
-			byID.Add(1)
-		}
-		return false
-	})
+	lookups := countLookups(reg)
 	cl := reg.client(t)
 	const subject = "orders-value"
 	good := reg.register(t, subject, sr.Schema{Schema: orderV1Schema})
@@ -268,12 +260,12 @@ func TestAvroBadInput(t *testing.T) {
 	// Lookups by ID: the good one once, the unknown one each time it was
 	// met (it may be registered later), the others once (an ID's schema
 	// never changes).
-	before := byID.Load()
+	before := lookups()
 	for range 10 {
 		c.Decode(valid)
 		c.Decode(append([]byte{0, 0, 0, 0, byte(bad)}, valid[5:]...))
 	}
-	if got := byID.Load(); got != before {
+	if got := lookups(); got != before {
 		t.Fatalf("%d more lookups by ID for IDs already seen, want none", got-before)
 	}
 }
@@ -291,13 +283,7 @@ func mustAvro(t testing.TB, schema string, v any) []byte {
 // lookup.
 func TestAvroConcurrentDecodeSharesLookups(t *testing.T) {
 	reg := newRegistry(t)
-	var byID atomic.Int32
-	reg.Intercept(func(_ http.ResponseWriter, r *http.Request) bool {
-		if strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
-			byID.Add(1)
-		}
-		return false
-	})
+	lookups := countLookups(reg)
 	id1 := reg.register(t, "s", sr.Schema{Schema: orderV1Schema})
 	id2 := reg.register(t, "s", sr.Schema{Schema: orderV2Schema})
 	c, err := schemaregistry.Avro[orderV2](reg.client(t), "s", schemaregistry.Schema(orderV2Schema))
@@ -321,7 +307,7 @@ func TestAvroConcurrentDecodeSharesLookups(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := byID.Load(); got != 2 {
+	if got := lookups(); got != 2 {
 		t.Fatalf("%d lookups by ID for 2 IDs", got)
 	}
 }

@@ -1,7 +1,6 @@
 package schemaregistry
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -121,15 +120,4 @@ func registryError(err error) error {
 func notFound(err error) bool {
 	var re *sr.ResponseError
 	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound && sr.IsNotFoundError(re.ErrorCode)
-}
-
-// ctxErr wraps the error of a request cut short by its deadline as
-// unavailable (the sr client reports it as a *url.Error, which
-// registryError already treats so; this covers errors returned before a
-// request was sent).
-func ctxErr(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return codec.Unavailable(err)
-	}
-	return err
 }

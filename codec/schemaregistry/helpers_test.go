@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -110,4 +112,16 @@ func mustEqual[T comparable](t testing.TB, what string, got, want T) {
 	if got != want {
 		t.Fatalf("%s = %v, want %v", what, got, want)
 	}
+}
+
+// countLookups counts the registry's lookups of schemas by ID.
+func countLookups(r *registry) func() int32 {
+	var n atomic.Int32
+	r.Intercept(func(_ http.ResponseWriter, req *http.Request) bool {
+		if strings.HasPrefix(req.URL.Path, "/schemas/ids/") {
+			n.Add(1)
+		}
+		return false
+	})
+	return n.Load
 }

@@ -120,7 +120,7 @@ func (p *protoCodec[T]) Decode(data []byte) (T, error) {
 		return zero, p.core.fail("decode", id, err)
 	}
 	if !slices.Equal(indexes, r.path) {
-		return zero, p.core.fail("decode", id, p.mismatch(id, indexes, r))
+		return zero, p.core.fail("decode", id, p.mismatch(id, slices.Clone(indexes), r))
 	}
 	m := p.newT()
 	if err := proto.Unmarshal(payload, m); err != nil {
