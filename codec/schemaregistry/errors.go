@@ -56,7 +56,7 @@ var (
 // *kstream.DecodeError, unless it wraps codec.ErrUnavailable: the stream
 // retries those (see codec.ErrUnavailable).
 type Error struct {
-	Op      string // "decode" or "encode"
+	Op      string // "setup" (a constructor), "decode" or "encode"
 	Format  string // "Avro", "Protobuf" or "JSON Schema"
 	Subject string // the codec's subject
 	ID      int    // the schema ID, 0 when the failure came before one was known
