@@ -2,6 +2,7 @@ package schemaregistry_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"google.golang.org/protobuf/proto"
@@ -17,7 +18,8 @@ import (
 //
 //	go test -run '^$' -bench Decode -benchmem -count 10 ./codec/schemaregistry
 //
-// docs/codecs.md has the figures.
+// The Interleaved benchmarks alternate the two in one loop and report the
+// ratio; docs/codecs.md has the figures.
 
 type benchAvro struct {
 	codec   codec.Codec[orderV2]
@@ -136,6 +138,67 @@ func BenchmarkProtobufEncode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// interleaved times decode through the codec and with the library
+// directly in alternating batches of 64 records (taking turns at going
+// first), so that a change of load
+// on the machine during the run weighs on both alike, and reports the
+// codec's throughput as a fraction of the library's ("x-library", the
+// figure the targets are stated in) beside both times per record.
+func interleaved(b *testing.B, viaCodec, direct func()) {
+	const batch = 64
+	var tc, td time.Duration
+	first, second, t1st, t2nd := viaCodec, direct, &tc, &td
+	for b.Loop() {
+		t0 := time.Now()
+		for range batch {
+			first()
+		}
+		t1 := time.Now()
+		for range batch {
+			second()
+		}
+		*t1st += t1.Sub(t0)
+		*t2nd += time.Since(t1)
+		// Take turns at going first.
+		first, second, t1st, t2nd = second, first, t2nd, t1st
+	}
+	n := float64(b.N * batch)
+	b.ReportMetric(float64(tc.Nanoseconds())/n, "codec-ns/rec")
+	b.ReportMetric(float64(td.Nanoseconds())/n, "library-ns/rec")
+	b.ReportMetric(float64(td)/float64(tc), "x-library")
+}
+
+func BenchmarkAvroDecodeInterleaved(b *testing.B) {
+	s := newBenchAvro(b)
+	interleaved(b,
+		func() {
+			if _, err := s.codec.Decode(s.value); err != nil {
+				b.Fatal(err)
+			}
+		},
+		func() {
+			var v orderV2
+			if err := avro.Unmarshal(s.schema, s.payload, &v); err != nil {
+				b.Fatal(err)
+			}
+		})
+}
+
+func BenchmarkProtobufDecodeInterleaved(b *testing.B) {
+	s := newBenchProto(b)
+	interleaved(b,
+		func() {
+			if _, err := s.codec.Decode(s.value); err != nil {
+				b.Fatal(err)
+			}
+		},
+		func() {
+			if err := proto.Unmarshal(s.payload, new(testpb.Order)); err != nil {
+				b.Fatal(err)
+			}
+		})
 }
 
 // The codecs allocate, per decoded record, exactly what the library called

@@ -67,9 +67,11 @@ func Protobuf[T proto.Message](cl *sr.Client, subject string, opts ...Option) (c
 		p.newT = func() T { return any(dynamicpb.NewMessage(md)).(T) }
 	default:
 		var zero T
-		mt := zero.ProtoReflect().Type()
-		p.md = mt.Descriptor()
-		p.newT = func() T { return mt.New().Interface().(T) }
+		p.md = zero.ProtoReflect().Descriptor()
+		// A generated message is a pointer to its struct: a new zero struct
+		// is a new message, without protoreflect's indirections.
+		elem := reflect.TypeFor[T]().Elem()
+		p.newT = func() T { return reflect.New(elem).Interface().(T) }
 		if cfg.msgDesc != nil && cfg.msgDesc.FullName() != p.md.FullName() {
 			return fail(fmt.Errorf("MessageDescriptor is %s, T is %s", cfg.msgDesc.FullName(), p.md.FullName()))
 		}
