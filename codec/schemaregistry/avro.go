@@ -92,12 +92,18 @@ type avroCodec[T any] struct {
 
 // Decode decodes a value in the Confluent wire format into a T.
 func (a *avroCodec[T]) Decode(data []byte) (T, error) {
+	return a.DecodeContext(context.Background(), data)
+}
+
+// DecodeContext is Decode, with ctx bounding the wait for the registry
+// (see codec.ContextDecoder).
+func (a *avroCodec[T]) DecodeContext(ctx context.Context, data []byte) (T, error) {
 	var v T
 	id, payload, err := parseHeader(data)
 	if err != nil {
 		return v, a.core.fail("decode", 0, err)
 	}
-	s, err := a.core.reader(id)
+	s, err := a.core.reader(ctx, id)
 	if err != nil {
 		return v, a.core.fail("decode", id, err)
 	}

@@ -89,8 +89,9 @@ func (c *core[R, W]) fail(op string, id int, err error) error {
 }
 
 // reader returns the resolved writer schema with the ID, from the cache or
-// the registry.
-func (c *core[R, W]) reader(id int) (R, error) {
+// the registry. ctx bounds the wait for the registry, with the request
+// timeout.
+func (c *core[R, W]) reader(ctx context.Context, id int) (R, error) {
 	if e := c.last.Load(); e != nil && e.id == id {
 		return e.r, e.err
 	}
@@ -102,14 +103,19 @@ func (c *core[R, W]) reader(id int) (R, error) {
 	}
 	if f, ok := c.inflight[id]; ok {
 		c.mu.Unlock()
-		<-f.done
-		return f.r, f.err
+		select {
+		case <-f.done:
+			return f.r, f.err
+		case <-ctx.Done():
+			var zero R
+			return zero, codec.Unavailable(ctx.Err())
+		}
 	}
 	f := &flight[R]{done: make(chan struct{})}
 	c.inflight[id] = f
 	c.mu.Unlock()
 
-	f.r, f.err = c.fetchReader(id)
+	f.r, f.err = c.fetchReader(ctx, id)
 	final := f.err == nil || !(errors.Is(f.err, codec.ErrUnavailable) || errors.Is(f.err, ErrUnknownSchema))
 
 	c.mu.Lock()
@@ -129,9 +135,9 @@ func (c *core[R, W]) reader(id int) (R, error) {
 	return f.r, f.err
 }
 
-func (c *core[R, W]) fetchReader(id int) (R, error) {
+func (c *core[R, W]) fetchReader(ctx context.Context, id int) (R, error) {
 	var zero R
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
 	s, err := c.cl.SchemaByID(ctx, id)
 	if err != nil {

@@ -56,5 +56,7 @@
 //
 // The constructors validate their options and build no connection. The
 // codecs are safe for concurrent use and start no goroutines; they hold
-// their caches in memory and nothing to close.
+// their caches in memory and nothing to close. Besides codec.Codec[T] they
+// implement codec.AppendEncoder[T] and codec.ContextDecoder[T], whose
+// DecodeContext stops waiting for the registry when its context ends.
 package schemaregistry

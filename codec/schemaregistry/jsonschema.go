@@ -92,12 +92,18 @@ type jsonCodec[T any] struct {
 // Decode validates a value in the Confluent wire format against its
 // writer's schema and unmarshals it into a T.
 func (j *jsonCodec[T]) Decode(data []byte) (T, error) {
+	return j.DecodeContext(context.Background(), data)
+}
+
+// DecodeContext is Decode, with ctx bounding the wait for the registry
+// (see codec.ContextDecoder).
+func (j *jsonCodec[T]) DecodeContext(ctx context.Context, data []byte) (T, error) {
 	var v T
 	id, payload, err := parseHeader(data)
 	if err != nil {
 		return v, j.core.fail("decode", 0, err)
 	}
-	sch, err := j.core.reader(id)
+	sch, err := j.core.reader(ctx, id)
 	if err != nil {
 		return v, j.core.fail("decode", id, err)
 	}

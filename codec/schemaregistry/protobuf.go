@@ -107,6 +107,12 @@ type protoReader struct {
 
 // Decode decodes a value in the Confluent wire format into a new T.
 func (p *protoCodec[T]) Decode(data []byte) (T, error) {
+	return p.DecodeContext(context.Background(), data)
+}
+
+// DecodeContext is Decode, with ctx bounding the wait for the registry
+// (see codec.ContextDecoder).
+func (p *protoCodec[T]) DecodeContext(ctx context.Context, data []byte) (T, error) {
 	var zero T
 	id, rest, err := parseHeader(data)
 	if err != nil {
@@ -117,7 +123,7 @@ func (p *protoCodec[T]) Decode(data []byte) (T, error) {
 	if err != nil {
 		return zero, p.core.fail("decode", id, err)
 	}
-	r, err := p.core.reader(id)
+	r, err := p.core.reader(ctx, id)
 	if err != nil {
 		return zero, p.core.fail("decode", id, err)
 	}

@@ -1,6 +1,7 @@
 package schemaregistry_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/codec/schemaregistry"
+	"github.com/gokstreams/kstreams/codec/schemaregistry/internal/testpb"
 )
 
 // unavailable checks that err says "retry later": the codec's *Error
@@ -181,5 +183,73 @@ func TestEncodeErrorsClassified(t *testing.T) {
 	reg.register(t, "empty", sr.Schema{Schema: orderV1Schema})
 	if _, err := empty.Encode(orderV1{}); err != nil {
 		t.Fatalf("Encode after the subject got a version: %v", err)
+	}
+}
+
+// DecodeContext gives up waiting for the registry when its context ends
+// (as a stream's does on Close), for the goroutine that asked the registry
+// and for one waiting for the same ID, with an unavailable error.
+func TestDecodeContextEndsTheWait(t *testing.T) {
+	release := make(chan struct{})
+	asked := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	c, err := schemaregistry.Avro[orderV1](newClient(t, srv.URL), "s", schemaregistry.Schema(orderV1Schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd := c.(codec.ContextDecoder[orderV1])
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	go func() {
+		_, err := cd.DecodeContext(ctx, []byte{0, 0, 0, 0, 1, 2})
+		errs <- err
+	}()
+	<-asked // the first decode is waiting on the registry
+	go func() {
+		_, err := cd.DecodeContext(ctx, []byte{0, 0, 0, 0, 1, 2})
+		errs <- err
+	}()
+	cancel()
+	for range 2 {
+		select {
+		case err := <-errs:
+			unavailable(t, err, "s", 1)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("error %q does not wrap context.Canceled", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("DecodeContext still waiting 10s after its context ended")
+		}
+	}
+}
+
+// Every codec is a ContextDecoder and an AppendEncoder.
+func TestCodecsImplementTheOptionalInterfaces(t *testing.T) {
+	cl := newRegistry(t).client(t)
+	a, _ := schemaregistry.Avro[orderV1](cl, "s")
+	p, _ := schemaregistry.Protobuf[*testpb.Order](cl, "s")
+	j, _ := schemaregistry.JSONSchema[person](cl, "s")
+	for name, c := range map[string]any{"Avro": a, "Protobuf": p, "JSONSchema": j} {
+		switch c.(type) {
+		case codec.ContextDecoder[orderV1], codec.ContextDecoder[*testpb.Order], codec.ContextDecoder[person]:
+		default:
+			t.Errorf("%s is not a codec.ContextDecoder", name)
+		}
+		switch c.(type) {
+		case codec.AppendEncoder[orderV1], codec.AppendEncoder[*testpb.Order], codec.AppendEncoder[person]:
+		default:
+			t.Errorf("%s is not a codec.AppendEncoder", name)
+		}
 	}
 }
