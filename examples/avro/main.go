@@ -180,7 +180,10 @@ func run(w io.Writer) error {
 	return nil
 }
 
-func external() bool { return strings.TrimSpace(os.Getenv("KAFKA_BROKERS")) != "" }
+// external reports whether the cluster or the registry is a shared one.
+func external() bool {
+	return strings.TrimSpace(os.Getenv("KAFKA_BROKERS")) != "" || strings.TrimSpace(os.Getenv("SCHEMA_REGISTRY_URL")) != ""
+}
 
 // produce sends two orders with v1, two with v2, and one plain JSON
 // record, not through the registry.

@@ -161,7 +161,10 @@ func run(w io.Writer) error {
 	return nil
 }
 
-func external() bool { return strings.TrimSpace(os.Getenv("KAFKA_BROKERS")) != "" }
+// external reports whether the cluster or the registry is a shared one.
+func external() bool {
+	return strings.TrimSpace(os.Getenv("KAFKA_BROKERS")) != "" || strings.TrimSpace(os.Getenv("SCHEMA_REGISTRY_URL")) != ""
+}
 
 // produce sends two orders with v1, two with v2, then a refund.
 func produce(ctx context.Context, w io.Writer, c *kstreamtest.Cluster, topic string, v1Desc protoreflect.MessageDescriptor,
