@@ -115,7 +115,17 @@ func (c *core[R, W]) reader(ctx context.Context, id int) (R, error) {
 	c.inflight[id] = f
 	c.mu.Unlock()
 
-	f.r, f.err = c.fetchReader(ctx, id)
+	func() {
+		// A schema that makes a library panic is a schema that does not
+		// resolve, and the goroutines waiting for this lookup must not
+		// wait forever.
+		defer func() {
+			if r := recover(); r != nil {
+				f.err = fmt.Errorf("%w: schema %d: %v", ErrSchemaMismatch, id, r)
+			}
+		}()
+		f.r, f.err = c.fetchReader(ctx, id)
+	}()
 	final := f.err == nil || !(errors.Is(f.err, codec.ErrUnavailable) || errors.Is(f.err, ErrUnknownSchema))
 
 	c.mu.Lock()
