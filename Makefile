@@ -1,7 +1,8 @@
-# The root ./... covers only the SDK module; examples/ and integration/ are
-# modules of their own, joined by go.work, so every target names all three.
+# The root ./... covers only the SDK module; codec/schemaregistry, examples/
+# and integration/ are modules of their own, joined by go.work, so every
+# target names all four.
 GO ?= go
-PKGS := ./... ./examples/... ./integration/...
+PKGS := ./... ./codec/schemaregistry/... ./examples/... ./integration/...
 
 .PHONY: test test-kip848 run bench lint vet fmt-check bench-compare bench-compare-quick fuzz interop chaos chaos-short
 
@@ -38,13 +39,16 @@ bench-compare:
 bench-compare-quick:
 	$(GO) run ./integration/cmd/benchcompare -quick
 
-# Fuzz the codecs and the record conversion, FUZZTIME each (about 2.5 minutes).
+# Fuzz the codecs, the schema-registry wire format and the record
+# conversion, FUZZTIME each (about 4 minutes).
 FUZZTIME ?= 20s
 CODEC_FUZZ := FuzzJSONDecode FuzzJSONRoundTrip FuzzString FuzzBytes
+SR_FUZZ := FuzzHeader FuzzIndexes FuzzHeaderRoundTrip FuzzAvroPayload FuzzProtobufPayload
 KSTREAM_FUZZ := FuzzDecodeInto FuzzDecodeIntoJSON FuzzClassifyFetchError
 fuzz:
 	@set -e; \
 	for f in $(CODEC_FUZZ); do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./codec; done; \
+	for f in $(SR_FUZZ); do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./codec/schemaregistry; done; \
 	for f in $(KSTREAM_FUZZ); do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./kstream; done
 
 # Interop with librdkafka through kcat (apt-get install kcat); never skipped: fails without kcat.

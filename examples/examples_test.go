@@ -1,8 +1,9 @@
 // Package examples_test runs every example program the way a user does:
-// built, started with KAFKA_BROKERS unset (so on the embedded cluster), with
-// a timeout, checking its exit status and a line of its output. Each
-// example's own test checks its behaviour in detail; this one checks that
-// the programs, main included, run.
+// built, started with KAFKA_BROKERS and SCHEMA_REGISTRY_URL unset (so on the
+// embedded cluster and schema registry), with a timeout, checking its exit
+// status and a line of its output. Each example's own test checks its
+// behaviour in detail; this one checks that the programs, main included,
+// run.
 package examples_test
 
 import (
@@ -18,6 +19,7 @@ import (
 
 // want is a line each example prints when it did its job.
 var want = map[string]string{
+	"avro":                "both readers read all 4 orders (2 written with v1, 2 with v2) and skipped the 1 record not written through the registry",
 	"batches":             "committed readings/0: 17 (end 17)",
 	"consumer-behaviour":  "latest consumed: [after-1]",
 	"crashing-stream":     "retry-group on local--kstreams: 3",
@@ -28,6 +30,7 @@ var want = map[string]string{
 	"json":                "read 3 orders equal to those sent and 2 decode errors",
 	"manual-commit":       "all 10 payments stored once each",
 	"metrics":             "after Stop, kstreams_lag series: 0",
+	"protobuf":            "both readers read all 4 orders (2 written with v1, 2 with v2) and skipped the refund, a message of another type",
 	"quickstart":          "consumed 10 orders",
 	"rebalance-listeners": "committed events/3: 110 (end 110)",
 	"remove-stream":       "committed: 5, end: 5, lag: 0",
@@ -60,7 +63,7 @@ func TestEveryExampleRuns(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, filepath.Join(bin, name))
-			cmd.Env = append(os.Environ(), "KAFKA_BROKERS=")
+			cmd.Env = append(os.Environ(), "KAFKA_BROKERS=", "SCHEMA_REGISTRY_URL=")
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Run(); err != nil {

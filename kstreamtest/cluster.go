@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gokstreams/kstreams/internal/srserver"
 )
 
 // Cluster is a Kafka cluster for a test or an example program.
@@ -22,6 +25,10 @@ type Cluster struct {
 	brokers []string
 	client  *kgo.Client
 	admin   *kadm.Client
+
+	registry          *srserver.Server // nil with SCHEMA_REGISTRY_URL
+	registryURL       string
+	registryTransport *http.Transport
 
 	closeOnce sync.Once
 }
@@ -72,8 +79,10 @@ func NewCluster(t testing.TB, opts ...Option) *Cluster {
 
 // StartCluster starts a cluster for a program and returns its broker
 // addresses and a function that stops it. With KAFKA_BROKERS set it starts
-// nothing: it returns those brokers (after creating the requested topics)
-// and stop only closes its admin connection.
+// no Kafka: it returns those brokers (after creating the requested topics)
+// and stop only closes its admin connection (and the in-process schema
+// registry, if it started one: see Start). A program that needs the
+// registry's URL uses Start.
 func StartCluster(opts ...Option) (brokers []string, stop func(), err error) {
 	c, err := Start(opts...)
 	if err != nil {
@@ -82,13 +91,17 @@ func StartCluster(opts ...Option) (brokers []string, stop func(), err error) {
 	return c.Brokers(), c.Close, nil
 }
 
-// Start starts a cluster; Close stops it.
+// Start starts a cluster, and a schema registry beside it (see
+// RegistryURL); Close stops both.
 func Start(opts ...Option) (*Cluster, error) {
 	o := options{brokers: 1}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Cluster{}
+	c := &Cluster{registryTransport: http.DefaultTransport.(*http.Transport).Clone()}
+	if err := c.startRegistry(); err != nil {
+		return nil, err
+	}
 	if env := strings.TrimSpace(os.Getenv("KAFKA_BROKERS")); env != "" {
 		for _, a := range strings.Split(env, ",") {
 			if a = strings.TrimSpace(a); a != "" {
@@ -107,6 +120,7 @@ func Start(opts ...Option) (*Cluster, error) {
 		fo = append(fo, o.fakeOpts...)
 		fake, err := kfake.NewCluster(fo...)
 		if err != nil {
+			c.Close()
 			return nil, fmt.Errorf("kstreamtest: start in-process cluster: %w", err)
 		}
 		c.fake = fake
@@ -202,6 +216,10 @@ func (c *Cluster) Close() {
 		if c.fake != nil {
 			c.fake.Close()
 		}
+		if c.registry != nil {
+			c.registry.Close()
+		}
+		c.registryTransport.CloseIdleConnections()
 	})
 }
 

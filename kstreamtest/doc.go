@@ -59,5 +59,11 @@
 // was processed at least once and none twice; a CommitMonitor checks that a
 // group's committed offsets never went backwards.
 //
+// Schema registry: beside every cluster runs a schema registry, an
+// in-process one (franz-go's srfake) or the one at SCHEMA_REGISTRY_URL:
+// RegistryURL, RegistryClient (NewRegistryClient in tests) and Registry, to
+// seed or intercept it; StopRegistry takes it down mid-test and its
+// Restart brings it back at the same URL with the same schemas.
+//
 // See docs/testing.md for a guide.
 package kstreamtest
