@@ -25,6 +25,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		scratch:    make(map[string]map[int32]kgo.EpochOffset),
 		m:          cfg.metricsOf(in),
 		closed:     make(chan struct{}),
+		left:       make(chan struct{}),
 	}
 	ss.fetchCtx, ss.stopFetching = context.WithCancel(context.Background())
 	ss.fetchDone = ss.fetchCtx.Done()
@@ -88,7 +89,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		ss.abort()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
-	ss.cl = cl
+	ss.clp.Store(cl)
 	if err := checkClientOptions(cl, cfg); err != nil {
 		ss.closeUnopened()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
@@ -106,7 +107,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	ss.pushTimer = time.AfterFunc(markPushInterval, func() {
 		ss.pushDue.Store(true)
 		if !ss.closing.Load() {
-			ss.pushMarks(ss.cl)
+			ss.pushMarks(ss.client())
 		}
 	})
 	if !ss.group && len(ss.initialLeft) > 0 {
@@ -142,7 +143,7 @@ func (ss *session) dropUnknownInitialPartitions(ctx context.Context) {
 			topics = append(topics, tp.topic)
 		}
 	}
-	md, err := kadm.NewClient(ss.cl).Metadata(ctx, topics...)
+	md, err := kadm.NewClient(ss.client()).Metadata(ctx, topics...)
 	if err != nil {
 		ss.log.Warn("cannot check the partitions of initial offsets", "err", err)
 		return

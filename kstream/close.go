@@ -32,7 +32,27 @@ func (ss *session) close(timeout time.Duration) error {
 		return nil
 	}
 	<-ss.closed
+	// A first close from a listener returned without waiting for the
+	// leave; this caller waits for it, as Close from any other goroutine
+	// does.
+	ss.waitLeft(timeout)
 	return nil
+}
+
+// closeGrace is how long a close waits, after its deadline aborted the
+// client, for a rebalance listener that ignores its ctx to return.
+const closeGrace = time.Second
+
+// waitLeft waits until the client has closed, at most timeout plus
+// closeGrace, and logs when it gives up.
+func (ss *session) waitLeft(timeout time.Duration) {
+	t := time.NewTimer(timeout + closeGrace)
+	defer t.Stop()
+	select {
+	case <-ss.left:
+	case <-t.C:
+		ss.log.Error("the client did not close: a rebalance listener is still running and ignores its ctx; the client closes when it returns")
+	}
 }
 
 func (ss *session) doClose(timeout time.Duration) error {
@@ -44,7 +64,7 @@ func (ss *session) doClose(timeout time.Duration) error {
 	defer stop()
 	var err error
 	if ss.group && !ss.manual {
-		if cerr := ss.commitMarked(ctx, ss.cl); cerr != nil {
+		if cerr := ss.commitMarked(ctx, ss.client()); cerr != nil {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
 	}
@@ -82,22 +102,33 @@ func (ss *session) closeDeadline(timeout time.Duration) (ctx context.Context, st
 // for the callback to return, so waiting here would deadlock; the client
 // finishes closing, on the goroutine started here, as soon as the callback
 // returns. Called from any other goroutine it waits, also while a
-// listener runs: the leave then waits for the callback to end.
+// listener runs: the leave then waits for the callback to end. The one
+// goroutine that may outlive the wait is the one closing the client under
+// a listener that ignores its ctx past the deadline: it ends when the
+// listener returns.
 func (ss *session) closeClient(ctx context.Context) (waited bool) {
-	closed := make(chan struct{})
 	go func() {
-		ss.cl.CloseAllowingRebalance()
-		close(closed)
+		ss.client().CloseAllowingRebalance()
+		ss.leftOnce.Do(func() { close(ss.left) })
 	}()
 	if ss.calledFromListener() {
 		ss.log.Debug("closing from a listener callback; the client closes when it returns")
 		return false
 	}
 	select {
-	case <-closed:
+	case <-ss.left:
 	case <-ctx.Done():
 		ss.log.Warn("leaving the group did not finish before the close deadline; closing without it")
-		<-closed // the deadline aborted the client: it gives up at once; nothing outlives Close
+		// The deadline aborted the client: it gives up at once, unless a
+		// rebalance listener that ignores its ctx (the client's, now
+		// canceled) is still running; the leave waits for that callback.
+		t := time.NewTimer(closeGrace)
+		select {
+		case <-ss.left:
+		case <-t.C:
+			ss.log.Error("a rebalance listener is still running and ignores its ctx: Close returns; the client closes when the listener returns")
+		}
+		t.Stop()
 	}
 	ss.abort()
 	return true

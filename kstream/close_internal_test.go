@@ -57,11 +57,11 @@ func TestCloseDoesNotHangWhenPollReturnsAfterAllowRebalance(t *testing.T) {
 	s.sess, s.state = nil, stateClosed
 	s.mu.Unlock()
 	ss.closing.Store(true)
-	ss.cl.AllowRebalance() // first half of CloseAllowingRebalance
+	ss.client().AllowRebalance() // first half of CloseAllowingRebalance
 	cancel()               // the range's PollRecords returns now (adds a poller)
 	<-ended
 	closed := make(chan struct{})
-	go func() { ss.cl.Close(); close(closed) }() // second half
+	go func() { ss.client().Close(); close(closed) }() // second half
 	select {
 	case <-closed:
 	case <-time.After(10 * time.Second):

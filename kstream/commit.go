@@ -102,7 +102,7 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 			}
 		}
 		ss.mu.Unlock()
-		if err := ss.commitMarked(ctx, ss.cl); err != nil {
+		if err := ss.commitMarked(ctx, ss.client()); err != nil {
 			return fmt.Errorf("kstream: stream %q: commit: %w", ss.name, err)
 		}
 		ss.noteCommitted(offs)
@@ -112,7 +112,7 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 		return nil
 	}
 	var rerr error
-	ss.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	ss.client().CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		rerr = err
 		if rerr == nil {
 			rerr = commitResponseErr(resp)

@@ -148,9 +148,13 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 			err = d.failed()
 		}
 	}()
-	// Released first: a rebalance waiting at the end of the range stops
-	// the lanes through the hook before it runs.
+	// At the end of the range (a stop, a failure), the lanes drop what
+	// they have not started and the handlers running finish, before the
+	// range is released and a rebalance or Close may run: a stop waits for
+	// the records in hand, not for the lanes' queues.
 	defer release()
+	defer d.giveWay()
+	defer s.useDecodeCtx(handlerCtx, ss)()
 	done := handlerCtx.Done()
 	var retry decodeRetry
 	for {
@@ -418,7 +422,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 	ss.mu.Unlock()
 	if st == popYield {
 		ss.rebalancePending.Store(false)
-		ss.giveWay(ss.cl)
+		ss.giveWay(ss.client())
 	}
 	return r, fe, st
 }
@@ -435,7 +439,7 @@ func (ss *session) markDone(r *kgo.Record) {
 	push := ss.dirty && ss.pushDue.Load()
 	ss.mu.Unlock()
 	if push {
-		ss.pushMarks(ss.cl)
+		ss.pushMarks(ss.client())
 	}
 }
 

@@ -71,3 +71,21 @@ func (d *decodeRetry) retry(ctx context.Context, ss *session, rs []*kgo.Record, 
 	}
 	return false
 }
+
+// useDecodeCtx gives a codec.ContextDecoder the range's context, ended also
+// when the stream stops fetching (Close, an engine's stop), so that closing
+// never waits for a decoder's dependency; the function returned ends it.
+// Called by the ranging goroutine once it has claimed the range.
+func (s *Stream[T]) useDecodeCtx(ctx context.Context, ss *session) (end func()) {
+	if s.ctxDec == nil {
+		return func() {}
+	}
+	c, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(ss.fetchCtx, cancel)
+	s.decodeCtx = c
+	return func() {
+		s.decodeCtx = nil
+		stop()
+		cancel()
+	}
+}

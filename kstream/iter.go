@@ -67,6 +67,7 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 			return
 		}
 		defer release()
+		defer s.useDecodeCtx(ctx, ss)()
 		done := ctx.Done()
 		var prev *kgo.Record
 		var rec Record[T]
@@ -141,6 +142,7 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 			return
 		}
 		defer release()
+		defer s.useDecodeCtx(ctx, ss)()
 		done := ctx.Done()
 		raws := make([]*kgo.Record, 0, min(max, ss.cfg.maxPoll))
 		var retry decodeRetry

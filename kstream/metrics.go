@@ -217,7 +217,7 @@ type partitionStat struct {
 func (ss *session) partitionStats() []partitionStat {
 	var known map[string]map[int32]kgo.EpochOffset
 	if ss.group && !ss.closing.Load() {
-		known = ss.cl.CommittedOffsets()
+		known = ss.client().CommittedOffsets()
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

@@ -42,7 +42,7 @@ func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Rec
 	}
 	ss.mu.Unlock()
 	if push {
-		ss.pushMarks(ss.cl)
+		ss.pushMarks(ss.client())
 	}
 	return r, fe, st
 }
@@ -75,7 +75,7 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			}
 			ss.rebalancePending.Store(false)
 			ss.mu.Unlock()
-			ss.giveWay(ss.cl)
+			ss.giveWay(ss.client())
 			ss.mu.Lock()
 			continue
 		}
@@ -114,9 +114,9 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 
 // poll fetches the next records into the buffer. ss.mu is not held.
 func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) popStatus {
-	ss.pushMarks(ss.cl)
+	ss.pushMarks(ss.client())
 	if ss.group && allow {
-		ss.cl.AllowRebalance()
+		ss.client().AllowRebalance()
 	}
 	var pctx context.Context
 	var cancel context.CancelFunc
@@ -127,11 +127,11 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	}
 	defer cancel()
 	defer context.AfterFunc(ss.fetchCtx, cancel)()
-	fs := ss.cl.PollRecords(pctx, ss.cfg.maxPoll)
+	fs := ss.client().PollRecords(pctx, ss.cfg.maxPoll)
 	if ss.group && ss.closing.Load() {
 		// Close may have allowed rebalances before this poll returned and
 		// blocked them again; leaving the group waits for that.
-		ss.cl.AllowRebalance()
+		ss.client().AllowRebalance()
 	}
 
 	var seeks map[string]map[int32]kgo.EpochOffset
@@ -201,7 +201,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	}
 	ss.mu.Unlock()
 	if seeks != nil {
-		ss.cl.SetOffsets(seeks)
+		ss.client().SetOffsets(seeks)
 	}
 	return status
 }
@@ -241,7 +241,7 @@ func (ss *session) processed(rs []*kgo.Record) {
 	push := ss.dirty && ss.pushDue.Load()
 	ss.mu.Unlock()
 	if push {
-		ss.pushMarks(ss.cl)
+		ss.pushMarks(ss.client())
 	}
 }
 

@@ -85,7 +85,8 @@ func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 // BlockRebalanceOnPoll; they use the client they are given, because they
 // can run before openSession has stored it.
 
-func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	ss.clp.CompareAndSwap(nil, cl)
 	ss.mu.Lock()
 	for t, ps := range assigned {
 		for _, p := range ps {
@@ -135,6 +136,7 @@ func (ss *session) adjustOffsets(_ context.Context, offsets map[string]map[int32
 }
 
 func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	ss.clp.CompareAndSwap(nil, cl)
 	if countPartitions(revoked) == 0 {
 		return
 	}
@@ -149,7 +151,8 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	ss.disown(revoked)
 }
 
-func (ss *session) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (ss *session) onLost(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	ss.clp.CompareAndSwap(nil, cl)
 	if countPartitions(lost) == 0 {
 		return
 	}
@@ -178,16 +181,22 @@ func (ss *session) callListeners(call func(RebalanceListener)) {
 // during one, at the range's next record boundary.
 func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 	ss.mu.Lock()
-	ranging := ss.ranging
-	if ranging {
+	if ss.ranging {
 		// A poll of the range has returned (that is what blocks): the
 		// range gives way at its next step.
 		ss.rebalancePending.Store(true)
+		ss.mu.Unlock()
+		return
 	}
+	// A range starting meanwhile waits for this give-way (beginRange).
+	done := make(chan struct{})
+	ss.idleGiveWay = done
 	ss.mu.Unlock()
-	if !ranging {
-		ss.giveWay(cl)
-	}
+	ss.giveWay(cl)
+	ss.mu.Lock()
+	ss.idleGiveWay = nil
+	ss.mu.Unlock()
+	close(done)
 }
 
 func (ss *session) disown(gone map[string][]int32) {

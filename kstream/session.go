@@ -26,7 +26,7 @@ type session struct {
 	cfg    *config
 	name   string
 	log    *slog.Logger
-	cl     *kgo.Client
+	clp    atomic.Pointer[kgo.Client] // set once the client exists; see client()
 	group  bool
 	manual bool
 	// outOfOrder: records finish out of offset order (PartitionConcurrency,
@@ -44,7 +44,9 @@ type session struct {
 	abort            context.CancelFunc
 
 	closeOnce sync.Once
-	closed    chan struct{}
+	closed    chan struct{} // closed when the first close returned
+	left      chan struct{} // closed when the client has closed (the group left)
+	leftOnce  sync.Once
 	closeErr  error
 	pushDue   atomic.Bool // set by pushTimer: marks waited markPushInterval
 	pushTimer *time.Timer
@@ -63,7 +65,8 @@ type session struct {
 	last         *partState // cache of parts[lastTP]; nil after any removal
 	inflight     []*kgo.Record
 	ranging      bool
-	dirty        bool // some partition has processed > pushed
+	idleGiveWay  chan struct{} // closed when a give-way outside a range ends
+	dirty        bool          // some partition has processed > pushed
 	initialLeft  map[topicPartition]int64
 	assignedOnce bool
 	// stopDispatch, set while a concurrent Handle stream runs, drops the
@@ -89,9 +92,22 @@ func (ss *session) partLocked(topic string, partition int32) *partState {
 	return ps
 }
 
-// beginRange marks the session as being ranged over.
+// client returns the session's franz-go client. A rebalance callback can
+// run (and a listener call Commit) before openSession has stored it: the
+// callbacks store the client they are given first.
+func (ss *session) client() *kgo.Client { return ss.clp.Load() }
+
+// beginRange marks the session as being ranged over, once a give-way that
+// franz-go started while no range ran has finished: a range must not take a
+// record that the give-way is rewinding to.
 func (ss *session) beginRange() {
 	ss.mu.Lock()
+	for ss.idleGiveWay != nil {
+		ch := ss.idleGiveWay
+		ss.mu.Unlock()
+		<-ch
+		ss.mu.Lock()
+	}
 	ss.ranging = true
 	ss.mu.Unlock()
 }
@@ -111,18 +127,20 @@ func (ss *session) endRange() {
 	ss.mu.Unlock()
 	if ss.closing.Load() {
 		if ss.group {
-			ss.cl.AllowRebalance() // Close leaves the group; let it
+			ss.client().AllowRebalance() // Close leaves the group; let it
 		}
 		return
 	}
-	ss.pushMarks(ss.cl)
+	ss.pushMarks(ss.client())
 	if !ss.group {
 		return
 	}
-	if ss.rebalancePending.Swap(false) {
-		ss.giveWay(ss.cl)
-	} else if empty {
-		ss.cl.AllowRebalance()
+	if ss.rebalancePending.Swap(false) || empty {
+		// With nothing buffered, a rebalance may run while no range
+		// does; through giveWay, so that partitions with records yielded
+		// and not processed (dropped by a concurrent stream's lanes) are
+		// rewound first.
+		ss.giveWay(ss.client())
 	}
 }
 

@@ -34,8 +34,13 @@ import (
 type Stream[T any] struct {
 	dec    codec.Decoder[T]
 	nilDec codec.NilDecoder[T]
-	cfg    config
-	name   string
+	ctxDec codec.ContextDecoder[T]
+	// decodeCtx is what a ContextDecoder gets: the range's context, ended
+	// also when the stream stops fetching. Set and read by the ranging
+	// goroutine only (one range at a time).
+	decodeCtx context.Context
+	cfg       config
+	name      string
 
 	mu        sync.Mutex
 	sess      *session
@@ -72,6 +77,7 @@ func NewStream[T any](dec codec.Decoder[T], opts ...Option) (*Stream[T], error) 
 	}
 	s := &Stream[T]{dec: dec}
 	s.nilDec, _ = dec.(codec.NilDecoder[T])
+	s.ctxDec, _ = dec.(codec.ContextDecoder[T])
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -187,13 +193,14 @@ func (s *Stream[T]) closeWithin(timeout time.Duration) error {
 	err := ss.close(timeout)
 	s.mu.Lock()
 	select {
-	case <-ss.closed:
+	case <-ss.left:
 		if s.closingSS == ss {
 			s.closingSS = nil
 		}
 	default:
-		// A Close from a listener returns while the close it joined is
-		// still at work: that one clears closingSS.
+		// A Close from a listener returns while the client is still
+		// closing (it waits for the callback): a later Close joins that
+		// close and waits for the leave.
 	}
 	s.mu.Unlock()
 	return err
@@ -445,6 +452,9 @@ func (s *Stream[T]) safeDecode(b []byte) (v T, err error) {
 			err = panicError("decoder panicked", p)
 		}
 	}()
+	if s.ctxDec != nil && s.decodeCtx != nil {
+		return s.ctxDec.DecodeContext(s.decodeCtx, b)
+	}
 	return s.dec.Decode(b)
 }
 

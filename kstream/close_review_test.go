@@ -1,0 +1,58 @@
+package kstream_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gokstreams/kstreams/kstream"
+)
+
+// Found in review: a Close from another goroutine that joins a close begun
+// by a listener returned at once, before the stream had left its group.
+func TestCloseJoiningAListenersCloseWaitsForTheLeave(t *testing.T) {
+	e := newEnv(t, 1, 3)
+	var s *kstream.Stream[string]
+	inListenerClosed := make(chan struct{})
+	release := make(chan struct{})
+	var returned atomic.Bool
+	var first atomic.Bool
+	s = e.stream(kstream.Group("g"), kstream.Listener(kstream.ListenerFuncs{Assigned: func(context.Context, kstream.AnyStream, map[string][]int32) {
+		if !first.CompareAndSwap(false, true) {
+			return
+		}
+		_ = s.Close()
+		close(inListenerClosed)
+		<-release
+		returned.Store(true)
+	}}))
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	if err := s.Open(e.ctx); err != nil {
+		t.Logf("open: %v", err)
+	}
+	<-inListenerClosed
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { _ = s.Close(); close(done) }()
+	select {
+	case <-done:
+		t.Errorf("Close from main returned after %v while the listener still runs (so before the leave)", time.Since(start))
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(release)
+	<-done
+	g, err := e.c.DescribeGroup(e.ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Members) != 0 || !returned.Load() {
+		t.Fatalf("after Close: %d members, listener returned %v; want the member gone", len(g.Members), returned.Load())
+	}
+}
