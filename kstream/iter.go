@@ -17,7 +17,9 @@ import (
 //     carries its metadata, key, headers and Raw, with a zero Value. A
 //     decoder error wrapping codec.ErrUnavailable is never yielded: the
 //     record is kept and decoded again after a backoff (see codec.ErrUnavailable).
-//   - *FetchError: fetching failed. If Fatal, it is the last value.
+//   - *FetchError: fetching failed. If Fatal, it is the last record-level
+//     value (a range that opened its stream may still yield its final
+//     commit's error after it, below).
 //   - ErrClosed, ErrConcurrentRange, the error of opening the stream, or
 //     ErrInvalidOption for a stream with PartitionConcurrency or
 //     KeyConcurrency (they apply to Handle functions run by an engine):
