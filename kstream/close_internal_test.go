@@ -58,7 +58,7 @@ func TestCloseDoesNotHangWhenPollReturnsAfterAllowRebalance(t *testing.T) {
 	s.mu.Unlock()
 	ss.closing.Store(true)
 	ss.client().AllowRebalance() // first half of CloseAllowingRebalance
-	cancel()               // the range's PollRecords returns now (adds a poller)
+	cancel()                     // the range's PollRecords returns now (adds a poller)
 	<-ended
 	closed := make(chan struct{})
 	go func() { ss.client().Close(); close(closed) }() // second half
