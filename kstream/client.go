@@ -5,6 +5,7 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -89,6 +90,13 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	ss.cl = cl
+	ss.mu.Lock()
+	ss.ctl.cl = cl
+	paused := partitionsOf(maps.Keys(ss.ctl.paused)) // by a listener, before now
+	ss.mu.Unlock()
+	if len(paused) > 0 {
+		cl.PauseFetchPartitions(paused)
+	}
 	if err := checkClientOptions(cl, cfg); err != nil {
 		ss.closeUnopened()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)

@@ -94,11 +94,19 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			// The lookup also primes the cache that step reads. A record
 			// of a partition this member does not own is never yielded:
 			// callbacks run only after giveWay emptied the buffer (or while
-			// closing, when nothing is yielded), so this guards the
-			// invariant rather than handling a case.
-			if ss.partLocked(r.Topic, r.Partition) != nil {
-				return r, nil, popRecord
+			// closing, when nothing is yielded), and disown drops what a
+			// Resume buffered since, so this guards the invariant rather
+			// than handling a case.
+			if ss.partLocked(r.Topic, r.Partition) == nil {
+				continue
 			}
+			if len(ss.ctl.paused) > 0 {
+				if tp := (topicPartition{r.Topic, r.Partition}); ss.ctl.paused[tp] {
+					ss.holdLocked(tp, r)
+					continue
+				}
+			}
+			return r, nil, popRecord
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return nil, nil, popTimeout
@@ -106,6 +114,13 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		ss.mu.Unlock()
 		st := ss.poll(ctx, deadline, allow)
 		ss.mu.Lock()
+		if ss.ctl.woken {
+			// Resume or Seek ended the poll: look again.
+			ss.ctl.woken = false
+			if st == popTimeout {
+				continue
+			}
+		}
 		if st != popRecord {
 			return nil, nil, st
 		}
@@ -127,6 +142,9 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	}
 	defer cancel()
 	defer context.AfterFunc(ss.fetchCtx, cancel)()
+	ss.mu.Lock()
+	ss.ctl.wake = cancel
+	ss.mu.Unlock()
 	fs := ss.cl.PollRecords(pctx, ss.cfg.maxPoll)
 	if ss.group && ss.closing.Load() {
 		// Close may have allowed rebalances before this poll returned and
@@ -136,6 +154,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 
 	var seeks map[string]map[int32]kgo.EpochOffset
 	ss.mu.Lock()
+	ss.ctl.wake = nil
 	status := popRecord
 	fs.EachError(func(topic string, partition int32, err error) {
 		if ctx.Err() != nil || ss.fetchCtx.Err() != nil {
@@ -169,7 +188,15 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 			}
 		}
 	})
-	ss.buf = ss.buf[:0]
+	// The buffer is empty when a poll starts, but a Resume during the
+	// poll may have put kept records in it.
+	if ss.pos < len(ss.buf) {
+		n := copy(ss.buf, ss.buf[ss.pos:])
+		clear(ss.buf[n:])
+		ss.buf = ss.buf[:n]
+	} else {
+		ss.buf = ss.buf[:0]
+	}
 	ss.pos = 0
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		ps := ss.partLocked(p.Topic, p.Partition)

@@ -48,12 +48,21 @@ func (ss *session) giveWay(cl *kgo.Client) {
 // state counts the records from there as not yielded. ss.mu is held.
 func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 	firstBuffered := make(map[topicPartition]*kgo.Record)
-	for _, r := range ss.buf[ss.pos:] {
+	note := func(r *kgo.Record) {
 		tp := topicPartition{r.Topic, r.Partition}
-		if _, ok := firstBuffered[tp]; !ok {
+		if fb, ok := firstBuffered[tp]; !ok || r.Offset < fb.Offset {
 			firstBuffered[tp] = r
 		}
 	}
+	for _, r := range ss.buf[ss.pos:] {
+		note(r)
+	}
+	// Records kept for paused partitions are fetched again after their
+	// Resume, from the rewind target.
+	for _, held := range ss.ctl.held {
+		note(held[0])
+	}
+	clear(ss.ctl.held)
 	clear(ss.buf)
 	ss.buf = ss.buf[:0]
 	ss.pos = 0
@@ -85,8 +94,9 @@ func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 // BlockRebalanceOnPoll; they use the client they are given, because they
 // can run before openSession has stored it.
 
-func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ss.mu.Lock()
+	ss.ctl.cl = cl
 	for t, ps := range assigned {
 		for _, p := range ps {
 			ss.parts[topicPartition{t, p}] = ss.newPartState(t)
@@ -102,7 +112,11 @@ func (ss *session) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 			}
 		}
 	}
+	lift := ss.repauseLocked(assigned)
 	ss.mu.Unlock()
+	if len(lift) > 0 {
+		cl.ResumeFetchPartitions(lift)
+	}
 	if countPartitions(assigned) == 0 {
 		return
 	}
@@ -203,6 +217,7 @@ func (ss *session) disown(gone map[string][]int32) {
 		}
 	}
 	ss.last = nil
+	ss.dropControlLocked(gone)
 }
 
 func (ss *session) noteRebalance(kind string) {

@@ -69,6 +69,7 @@ type session struct {
 	// stopDispatch, set while a concurrent Handle stream runs, drops the
 	// records its lanes have not started and waits for those running.
 	stopDispatch func()
+	ctl          control // pauses, seeks and bounds (control.go)
 }
 
 // partLocked returns the state of r's partition, creating it for a stream
