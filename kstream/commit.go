@@ -37,7 +37,7 @@ func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
 	offs := make(map[string]map[int32]kgo.EpochOffset)
 	for tp, ps := range ss.parts {
 		target := ss.commitTargetLocked(ps, explicit)
-		if target <= ps.committed || target == 0 {
+		if target <= ps.committed {
 			continue
 		}
 		addOffset(offs, tp, kgo.EpochOffset{Epoch: ps.epoch, Offset: target})

@@ -6,9 +6,14 @@ package kstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -29,6 +34,15 @@ type control struct {
 	// says that it did.
 	wake  context.CancelFunc
 	woken bool
+
+	// seeks are the seeks recorded and not applied yet; seekPending says
+	// there are some, for popLocked to check without a map lookup. blocked
+	// says that franz-go holds rebalances back (a poll returned and
+	// AllowRebalance was not called since), so that SetOffsets may be
+	// called.
+	seeks       map[topicPartition]int64
+	seekPending atomic.Bool
+	blocked     bool
 
 	// cl is the session's client, for calls from other goroutines: a
 	// listener can run before openSession has stored session.cl.
@@ -266,4 +280,194 @@ func partitionsOf(tps func(func(topicPartition) bool)) map[string][]int32 {
 		slices.Sort(ps)
 	}
 	return out
+}
+
+// Seek sets where the stream reads next in the given partitions: each
+// partition's next record is the one at Offset (or, past the end, what the
+// ResetOffset policy says). It takes effect at the next record boundary
+// (with PartitionConcurrency or KeyConcurrency, once the records in the
+// lanes have finished): records already fetched for these partitions are
+// dropped, and the record in hand, if the body finishes it, counts as
+// processed as usual.
+//
+// Commits then follow the new position, also backwards: the next commit
+// of a partition sought commits Offset, or what was processed after it,
+// even below what was committed before. That is what a replay asks for;
+// seeking back and closing at once makes the group read the records again
+// after a restart. A commit already in progress when the seek takes effect
+// may land after it.
+//
+// Seek applies to partitions this member owns (with a group) or reads
+// (without one, any partition of the stream's topics); the others are
+// ignored with a logged warning, as are partitions revoked before the seek
+// takes effect. A negative offset is an error wrapping ErrInvalidOption.
+// Seek does no I/O; it returns ErrNotOpen before Open, ErrClosed after
+// Close, and ctx's error if ctx is done. It is safe to call from any
+// goroutine, including the loop body, a handler and a rebalance listener.
+func (s *Stream[T]) Seek(ctx context.Context, offsets ...TopicPartitionOffset) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ss, err := s.openControlSession()
+	if err != nil {
+		return err
+	}
+	for _, o := range offsets {
+		if o.Offset < 0 {
+			return fmt.Errorf("%w: Seek: topic %q partition %d: negative offset %d", ErrInvalidOption, o.Topic, o.Partition, o.Offset)
+		}
+	}
+	ss.seek(offsets)
+	return nil
+}
+
+// SeekToTime seeks every partition this member owns (without a group,
+// every partition of the stream's topics) to its first record with a
+// timestamp at or after t, or to its end where there is none, as Kafka's
+// ListOffsets by time finds them. It looks the offsets up within ctx, then
+// behaves as Seek.
+func (s *Stream[T]) SeekToTime(ctx context.Context, t time.Time) error {
+	ss, err := s.openControlSession()
+	if err != nil {
+		return err
+	}
+	offs, err := ss.offsetsAtTime(ctx, t)
+	if err != nil {
+		return fmt.Errorf("kstream: stream %q: SeekToTime %v: %w", s.name, t, err)
+	}
+	ss.seek(offs)
+	return nil
+}
+
+// openControlSession returns the open session, or the session being
+// opened, or why there is none.
+func (s *Stream[T]) openControlSession() (*session, error) {
+	s.mu.Lock()
+	ss := s.currentSessionLocked()
+	s.mu.Unlock()
+	if ss != nil {
+		return ss, nil
+	}
+	return s.session()
+}
+
+// seek records seeks of the partitions this member may seek, to be
+// applied at the range's next record boundary (or at a give-way), and
+// ends a poll in progress so that they need not wait for new records.
+func (ss *session) seek(offsets []TopicPartitionOffset) {
+	if ss.closing.Load() {
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, o := range offsets {
+		tp := topicPartition{o.Topic, o.Partition}
+		if !ss.ownsLocked(tp) {
+			ss.log.Warn("seek ignored: partition not owned by this member", "topic", o.Topic, "partition", o.Partition, "offset", o.Offset)
+			continue
+		}
+		if ss.ctl.seeks == nil {
+			ss.ctl.seeks = make(map[topicPartition]int64)
+		}
+		ss.ctl.seeks[tp] = o.Offset
+		ss.ctl.seekPending.Store(true)
+	}
+	ss.wakeLocked()
+}
+
+// offsetsAtTime returns, for each partition this member owns (or reads,
+// without a group), the offset of its first record at or after t.
+func (ss *session) offsetsAtTime(ctx context.Context, t time.Time) ([]TopicPartitionOffset, error) {
+	ss.mu.Lock()
+	cl := ss.ctl.cl
+	var topics []string
+	if ss.group || ss.cfg.pattern != "" {
+		for tp := range ss.parts {
+			if !slices.Contains(topics, tp.topic) {
+				topics = append(topics, tp.topic)
+			}
+		}
+	} else {
+		topics = ss.cfg.topics
+	}
+	ss.mu.Unlock()
+	if len(topics) == 0 {
+		return nil, nil
+	}
+	listed, err := kadm.NewClient(cl).ListOffsetsAfterMilli(ctx, t.UnixMilli(), topics...)
+	if err != nil {
+		return nil, err
+	}
+	var out []TopicPartitionOffset
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var errs []error
+	listed.Each(func(l kadm.ListedOffset) {
+		tp := topicPartition{l.Topic, l.Partition}
+		if !ss.ownsLocked(tp) || (ss.group && ss.parts[tp] == nil) {
+			return
+		}
+		if l.Err != nil {
+			errs = append(errs, fmt.Errorf("topic %q partition %d: %w", l.Topic, l.Partition, l.Err))
+			return
+		}
+		out = append(out, TopicPartitionOffset{Topic: l.Topic, Partition: l.Partition, Offset: l.Offset})
+	})
+	return out, errors.Join(errs...)
+}
+
+// seekReadyLocked reports whether the seeks recorded may be applied now:
+// franz-go asks that SetOffsets be called while no rebalance can run, that
+// is, between a poll's return and the next AllowRebalance. ss.mu is held.
+func (ss *session) seekReadyLocked() bool {
+	return ss.ctl.seekPending.Load() && (!ss.group || ss.ctl.blocked)
+}
+
+// applySeeksLocked applies the seeks recorded: see takeSeeksLocked. ss.mu
+// is held, and released while franz-go's offsets are set.
+func (ss *session) applySeeksLocked() {
+	set := make(map[string]map[int32]kgo.EpochOffset)
+	ss.takeSeeksLocked(set)
+	if len(set) == 0 {
+		return
+	}
+	ss.mu.Unlock()
+	ss.cl.SetOffsets(set)
+	ss.mu.Lock()
+}
+
+// takeSeeksLocked drops the buffered and kept records of each partition
+// with a seek recorded, moves its state to the new position
+// (partState.seekTo) and adds the position to set, for SetOffsets. ss.mu is
+// held.
+func (ss *session) takeSeeksLocked(set map[string]map[int32]kgo.EpochOffset) {
+	seeks := ss.ctl.seeks
+	ss.ctl.seeks = nil
+	ss.ctl.seekPending.Store(false)
+	for tp, off := range seeks {
+		ps := ss.partLocked(tp.topic, tp.partition)
+		if ps == nil {
+			ss.log.Warn("seek ignored: partition revoked before the seek took effect", "topic", tp.topic, "partition", tp.partition, "offset", off)
+			continue
+		}
+		ss.dropBufferedLocked(tp)
+		delete(ss.initialLeft, tp)
+		ps.seekTo(off)
+		addOffset(set, tp, kgo.EpochOffset{Epoch: -1, Offset: off})
+		ss.log.Info("seek applied", "topic", tp.topic, "partition", tp.partition, "offset", off)
+	}
+}
+
+// dropBufferedLocked drops the records of tp fetched and not yielded, in
+// the buffer and kept for a Resume. ss.mu is held.
+func (ss *session) dropBufferedLocked(tp topicPartition) {
+	delete(ss.ctl.held, tp)
+	kept := ss.buf[:ss.pos]
+	for _, r := range ss.buf[ss.pos:] {
+		if r.Partition != tp.partition || r.Topic != tp.topic {
+			kept = append(kept, r)
+		}
+	}
+	clear(ss.buf[len(kept):])
+	ss.buf = kept
 }

@@ -27,7 +27,7 @@ type partState struct {
 	yielded   int64
 	processed int64
 	pushed    int64 // processed as last given to franz-go's marks
-	committed int64 // committed offset as this member last knew it
+	committed int64 // committed offset as this member last knew it; -1 after a seek
 	highwater int64
 
 	// base is where this member's yielding of the partition began: the
@@ -79,6 +79,16 @@ func (ps *partState) rewindTo(off int64) {
 	if off < ps.yielded {
 		ps.yielded = off
 	}
+}
+
+// seekTo moves the partition to off, as Seek asked: every record before
+// off counts as processed and pushed, none after it as yielded, and the
+// last commit as unknown, so that the next commit commits off or beyond
+// even if that is below what was committed before.
+func (ps *partState) seekTo(off int64) {
+	ps.base, ps.yielded, ps.processed, ps.pushed = off, off, off, off
+	ps.epoch = -1
+	ps.committed, ps.committedKnown = -1, false
 }
 
 // rewindTarget is where a partition resumes after a give-way: its lowest

@@ -79,6 +79,13 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			ss.mu.Lock()
 			continue
 		}
+		if ss.seekReadyLocked() {
+			if !allow {
+				return nil, nil, popYield
+			}
+			ss.applySeeksLocked()
+			continue
+		}
 		if len(ss.errs) > 0 {
 			fe := ss.errs[0]
 			ss.errs = ss.errs[1:]
@@ -121,6 +128,9 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 				continue
 			}
 		}
+		if st != popEnd && ss.seekReadyLocked() {
+			continue // rebalances are held back now: apply the seeks
+		}
 		if st != popRecord {
 			return nil, nil, st
 		}
@@ -131,6 +141,9 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) popStatus {
 	ss.pushMarks(ss.cl)
 	if ss.group && allow {
+		ss.mu.Lock()
+		ss.ctl.blocked = false
+		ss.mu.Unlock()
 		ss.cl.AllowRebalance()
 	}
 	var pctx context.Context
@@ -155,6 +168,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	var seeks map[string]map[int32]kgo.EpochOffset
 	ss.mu.Lock()
 	ss.ctl.wake = nil
+	ss.ctl.blocked = true // every PollRecords return holds rebalances back
 	status := popRecord
 	fs.EachError(func(topic string, partition int32, err error) {
 		if ctx.Err() != nil || ss.fetchCtx.Err() != nil {

@@ -35,6 +35,14 @@ func (ss *session) giveWay(cl *kgo.Client) {
 	}
 	ss.mu.Lock()
 	rewind := ss.rewindLocked()
+	if ss.ctl.seekPending.Load() {
+		// A seek recorded wins over the rewind of its partition.
+		if rewind == nil {
+			rewind = make(map[string]map[int32]kgo.EpochOffset)
+		}
+		ss.takeSeeksLocked(rewind)
+	}
+	ss.ctl.blocked = false
 	ss.mu.Unlock()
 	if len(rewind) > 0 {
 		cl.SetOffsets(rewind)

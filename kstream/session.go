@@ -123,6 +123,9 @@ func (ss *session) endRange() {
 	if ss.rebalancePending.Swap(false) {
 		ss.giveWay(ss.cl)
 	} else if empty {
+		ss.mu.Lock()
+		ss.ctl.blocked = false
+		ss.mu.Unlock()
 		ss.cl.AllowRebalance()
 	}
 }
