@@ -30,8 +30,9 @@ type control struct {
 	held       map[topicPartition][]*kgo.Record
 
 	// wake cancels the poll in progress, so that records of a resumed
-	// partition, or a seek, do not wait for new records to arrive; woken
-	// says that it did.
+	// partition, a seek or the end of a bounded stream do not wait for new
+	// records to arrive; woken says that the range must look again, and
+	// ends the next poll at once if none was in progress.
 	wake  context.CancelFunc
 	woken bool
 
@@ -43,6 +44,8 @@ type control struct {
 	seeks       map[topicPartition]int64
 	seekPending atomic.Bool
 	blocked     bool
+
+	b bounds // StopAtEnd and StartAt (control_end.go)
 
 	// cl is the session's client, for calls from other goroutines: a
 	// listener can run before openSession has stored session.cl.
@@ -205,12 +208,13 @@ func (ss *session) insertHeldLocked(held []*kgo.Record) {
 	ss.buf, ss.pos = buf, 0
 }
 
-// wakeLocked ends the poll in progress, if any, so that the range looks at
-// what changed. ss.mu is held.
+// wakeLocked ends the poll in progress, or the next one if none is in
+// progress (the range may be on its way to one), so that the range looks
+// at what changed. ss.mu is held.
 func (ss *session) wakeLocked() {
+	ss.ctl.woken = true
 	if ss.ctl.wake != nil {
 		ss.ctl.wake()
-		ss.ctl.woken = true
 	}
 }
 
@@ -453,6 +457,7 @@ func (ss *session) takeSeeksLocked(set map[string]map[int32]kgo.EpochOffset) {
 		ss.dropBufferedLocked(tp)
 		delete(ss.initialLeft, tp)
 		ps.seekTo(off)
+		ss.reopenEndLocked(ps)
 		addOffset(set, tp, kgo.EpochOffset{Epoch: -1, Offset: off})
 		ss.log.Info("seek applied", "topic", tp.topic, "partition", tp.partition, "offset", off)
 	}

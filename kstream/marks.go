@@ -37,6 +37,13 @@ type partState struct {
 
 	committedKnown bool               // the group had a commit, or this member made one
 	processedCtr   prometheus.Counter // nil without metrics
+
+	// StopAtEnd (control_end.go): the end offset, whether there is one,
+	// whether it is still to be reached; how far the records fetched and
+	// not buffered (control records, records past the end) go, and the
+	// records buffered.
+	end, skipTo, fetchedData int64
+	hasEnd, ending           bool
 }
 
 // noteYield records that r is being yielded.
@@ -117,6 +124,9 @@ func (ss *session) markLocked(r *kgo.Record) {
 		ps.processed = r.Offset + 1
 		ps.epoch = r.LeaderEpoch
 		ss.dirty = true
+		if ps.ending {
+			ss.checkEndLocked(ps)
+		}
 	}
 	if ps.processedCtr != nil {
 		ps.processedCtr.Inc()

@@ -94,6 +94,9 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		if ss.fatal != nil {
 			return nil, ss.fatal, popRecord
 		}
+		if ss.ctl.b.bounded && ss.reachedEndLocked() {
+			return nil, nil, popEnd
+		}
 		for ss.pos < len(ss.buf) {
 			r := ss.buf[ss.pos]
 			ss.buf[ss.pos] = nil
@@ -157,6 +160,9 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	defer context.AfterFunc(ss.fetchCtx, cancel)()
 	ss.mu.Lock()
 	ss.ctl.wake = cancel
+	if ss.ctl.woken {
+		cancel()
+	}
 	ss.mu.Unlock()
 	fs := ss.cl.PollRecords(pctx, ss.cfg.maxPoll)
 	if ss.group && ss.closing.Load() {
@@ -235,7 +241,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 				return // these records precede the initial offset's effect
 			}
 		}
-		ss.buf = append(ss.buf, p.Records...)
+		ss.bufferLocked(ps, p.Records)
 	})
 	if status == popTimeout && len(ss.buf) > 0 {
 		status = popRecord

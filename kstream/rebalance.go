@@ -125,6 +125,7 @@ func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 	if len(lift) > 0 {
 		cl.ResumeFetchPartitions(lift)
 	}
+	ss.boundAssigned(ctx, cl, assigned)
 	if countPartitions(assigned) == 0 {
 		return
 	}
@@ -144,6 +145,11 @@ func (ss *session) adjustOffsets(_ context.Context, offsets map[string]map[int32
 			if ps := ss.parts[tp]; ps != nil {
 				if eo := off.EpochOffset(); eo.Offset >= 0 {
 					ps.committed, ps.committedKnown = eo.Offset, true
+				}
+			}
+			if ss.ctl.b.bounded || !ss.cfg.control.startAt.IsZero() {
+				if adj, changed := ss.adjustStartLocked(tp, off); changed {
+					m[p] = adj
 				}
 			}
 			if o, ok := ss.initialLeft[tp]; ok {
@@ -221,7 +227,11 @@ func (ss *session) disown(gone map[string][]int32) {
 	defer ss.mu.Unlock()
 	for t, ps := range gone {
 		for _, p := range ps {
-			delete(ss.parts, topicPartition{t, p})
+			tp := topicPartition{t, p}
+			if st := ss.parts[tp]; st != nil {
+				ss.dropEndLocked(st)
+			}
+			delete(ss.parts, tp)
 		}
 	}
 	ss.last = nil
