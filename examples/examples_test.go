@@ -18,6 +18,8 @@ import (
 
 // want is a line each example prints when it did its job.
 var want = map[string]string{
+	"backfill":            "engine stopped by itself after",
+	"backpressure":        "all 40 readings delivered in order, each once",
 	"batches":             "committed readings/0: 17 (end 17)",
 	"consumer-behaviour":  "latest consumed: [after-1]",
 	"crashing-stream":     "retry-group on local--kstreams: 3",
