@@ -8,6 +8,7 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -271,7 +272,7 @@ func (ss *session) boundAssigned(ctx context.Context, cl *kgo.Client, assigned m
 	if len(topics) > 0 {
 		var err error
 		if lk, err = ss.lookupOffsets(ctx, cl, topics); err != nil {
-			ss.log.Error("listing offsets for StopAtEnd or StartAt failed; the partitions read from their committed offset or the reset policy, without an end", "partitions", assigned, "err", err)
+			ss.log.Error("listing offsets for StopAtEnd or StartAt failed: the partitions start from their committed offset or the reset policy, and a bounded stream does not end while it owns them", "partitions", assigned, "err", err)
 		}
 	}
 	ss.mu.Lock()
@@ -280,15 +281,24 @@ func (ss *session) boundAssigned(ctx context.Context, cl *kgo.Client, assigned m
 	if !ss.ctl.b.bounded {
 		return
 	}
-	if lk != nil {
-		for t, parts := range assigned {
-			for _, p := range parts {
-				ps := ss.parts[topicPartition{t, p}]
-				if o, ok := lk.end.Lookup(t, p); ok && ps != nil && o.Err == nil {
-					ss.setEndLocked(ps, o.Offset, -1)
+	for t, parts := range assigned {
+		for _, p := range parts {
+			ps := ss.parts[topicPartition{t, p}]
+			if ps == nil {
+				continue
+			}
+			// Without its end, a partition is never done: ending early
+			// would skip its records silently.
+			end := int64(math.MaxInt64)
+			if lk != nil {
+				if o, ok := lk.end.Lookup(t, p); ok && o.Err == nil {
+					end = o.Offset
 				}
 			}
+			ss.setEndLocked(ps, end, -1)
 		}
+	}
+	if lk != nil {
 		ss.log.Info("partitions bounded: end offsets captured", "ends", endsForLog(lk.end))
 	}
 	ss.ctl.b.ready = true
