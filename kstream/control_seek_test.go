@@ -222,3 +222,50 @@ func TestSeekFromListener(t *testing.T) {
 		t.Fatalf("Seek to a negative offset = %v, want ErrInvalidOption naming it", err)
 	}
 }
+
+// Pause, Seek while paused, Resume: the records kept for the pause are
+// dropped by the seek, and the partition is read from the new position,
+// in order, once; the other partition is untouched.
+func TestSeekWhilePaused(t *testing.T) {
+	const parts, per = 2, 10
+	e := newEnv(t, parts, parts*per)
+	s := e.stream(kstream.Group("seek-paused"))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got perPartition
+	p0 := pausedOf(e.topic, 0)
+	state := 0 // 0: reading; 1: paused and sought; 2: resumed
+	for rec, err := range s.Records(e.ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state == 1 && rec.Partition == 0 {
+			t.Fatalf("got offset %d of partition 0 while paused", rec.Offset)
+		}
+		got.add(rec.Partition, rec.Offset)
+		if state == 0 && rec.Partition == 0 && rec.Offset == 4 {
+			s.Pause(p0)
+			if err := s.Seek(e.ctx, kstream.TopicPartitionOffset{Topic: e.topic, Partition: 0, Offset: 7}); err != nil {
+				t.Fatal(err)
+			}
+			state = 1
+		}
+		if state == 1 && got.count(1) == per {
+			s.Resume(p0)
+			state = 2
+		}
+		if got.count(1) == per && got.count(0) == 8 {
+			break
+		}
+	}
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	if want := []int64{0, 1, 2, 3, 4, 7, 8, 9}; !slices.Equal(got.offs[0], want) {
+		t.Fatalf("partition 0: %v, want %v", got.offs[0], want)
+	}
+	if n := len(got.offs[1]); n != per {
+		t.Fatalf("partition 1: %d records, want %d", n, per)
+	}
+}
