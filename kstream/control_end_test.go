@@ -188,7 +188,8 @@ func TestStopAtEndReadCommitted(t *testing.T) {
 	}
 }
 
-// StopAtEnd with a topic pattern needs a group, and NewStream says so.
+// StopAtEnd with a topic pattern needs a group, and NewStream says so;
+// StartAt and StopAtEnd are options of streams; StartAt needs a time.
 func TestStopAtEndPatternNeedsGroup(t *testing.T) {
 	_, err := kstream.NewStream(codec.String(), kstream.TopicPattern("t-.*"), kstream.StopAtEnd())
 	if !errors.Is(err, kstream.ErrInvalidOption) || !strings.Contains(err.Error(), "StopAtEnd") || !strings.Contains(err.Error(), "Group") {
@@ -197,8 +198,14 @@ func TestStopAtEndPatternNeedsGroup(t *testing.T) {
 	if _, err := kstream.NewStream(codec.String(), kstream.TopicPattern("t-.*"), kstream.Group("g"), kstream.StopAtEnd()); err != nil {
 		t.Fatalf("with a group: %v", err)
 	}
-	if _, err := kstream.NewEngine(kstream.StopAtEnd()); !errors.Is(err, kstream.ErrInvalidOption) {
-		t.Fatalf("NewEngine(StopAtEnd) = %v, want ErrInvalidOption", err)
+	if _, err := kstream.NewEngine(kstream.StopAtEnd()); !errors.Is(err, kstream.ErrInvalidOption) || !strings.Contains(err.Error(), "StopAtEnd") {
+		t.Fatalf("NewEngine(StopAtEnd) = %v, want ErrInvalidOption naming StopAtEnd", err)
+	}
+	if _, err := kstream.NewEngine(kstream.StartAt(time.Now())); !errors.Is(err, kstream.ErrInvalidOption) || !strings.Contains(err.Error(), "StartAt") {
+		t.Fatalf("NewEngine(StartAt) = %v, want ErrInvalidOption naming StartAt", err)
+	}
+	if _, err := kstream.NewStream(codec.String(), kstream.Topics("t"), kstream.StartAt(time.Time{})); !errors.Is(err, kstream.ErrInvalidOption) || !strings.Contains(err.Error(), "StartAt") {
+		t.Fatalf("StartAt(zero time) = %v, want ErrInvalidOption naming StartAt", err)
 	}
 }
 
