@@ -76,11 +76,13 @@ func TestPauseFromBody(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			ctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
+			defer cancel()
 			var got perPartition
 			paused := false
 			broke := false
 		again:
-			for rec, err := range s.Records(e.ctx) {
+			for rec, err := range s.Records(ctx) {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -110,6 +112,9 @@ func TestPauseFromBody(t *testing.T) {
 				if got.count(0)+got.count(1) == parts*per {
 					break
 				}
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("timed out with %d and %d records: %v", got.count(0), got.count(1), got.offs)
 			}
 			if broke && got.count(0)+got.count(1) < parts*per {
 				goto again
