@@ -117,6 +117,12 @@ func TestPauseFromBody(t *testing.T) {
 				t.Fatalf("timed out with %d and %d records: %v", got.count(0), got.count(1), got.offs)
 			}
 			if broke && got.count(0)+got.count(1) < parts*per {
+				if paused && got.count(1) == per {
+					// Partition 1 was read to its end before the pause:
+					// no record of it will come to resume in the body.
+					s.Resume(pausedOf(e.topic, 0))
+					paused = false
+				}
 				goto again
 			}
 			got.check(t, parts, 0, per)
