@@ -20,6 +20,8 @@ import (
 // want is a line each example prints when it did its job.
 var want = map[string]string{
 	"avro":                "both readers read all 4 orders (2 written with v1, 2 with v2) and skipped the 1 record not written through the registry",
+	"backfill":            "engine stopped by itself after",
+	"backpressure":        "all 40 readings delivered in order, each once",
 	"batches":             "committed readings/0: 17 (end 17)",
 	"consumer-behaviour":  "latest consumed: [after-1]",
 	"crashing-stream":     "retry-group on local--kstreams: 3",

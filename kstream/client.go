@@ -5,6 +5,7 @@ package kstream
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -46,6 +47,11 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	if cfg.reset == Latest {
 		reset = kgo.NewOffset().AtEnd()
 	}
+	ss.ctl.b.bounded = cfg.control.stopAtEnd
+	if !ss.group && !cfg.control.startAt.IsZero() {
+		// No group, no commits: every partition starts at StartAt's time.
+		reset = kgo.NewOffset().AfterMilli(cfg.control.startAt.UnixMilli())
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(newKgoLogger(ss.log)),
@@ -54,6 +60,11 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		// franz-go's 5s default delays partitions assigned while a fetch
 		// is in flight.
 		kgo.FetchMaxWait(DefaultFetchMaxWait),
+	}
+	if cfg.control.stopAtEnd {
+		// To see the position pass the markers of transactions
+		// (bufferLocked drops them).
+		opts = append(opts, kgo.KeepControlRecords())
 	}
 	opts = append(opts, ss.m.clientOpts(name)...)
 	// The user's options come first so that the stream's own subscription
@@ -90,6 +101,13 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	ss.clp.Store(cl)
+	ss.mu.Lock()
+	ss.ctl.cl = cl
+	paused := partitionsOf(maps.Keys(ss.ctl.paused)) // by a listener, before now
+	ss.mu.Unlock()
+	if len(paused) > 0 {
+		cl.PauseFetchPartitions(paused)
+	}
 	if err := checkClientOptions(cl, cfg); err != nil {
 		ss.closeUnopened()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
@@ -100,6 +118,12 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	if err := cl.Ping(ctx); err != nil {
 		ss.closeUnopened()
 		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
+	}
+	if ss.ctl.b.bounded && !ss.group {
+		if err := ss.captureBounds(ctx); err != nil {
+			ss.closeUnopened()
+			return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
+		}
 	}
 	// The timer pushes marks itself, so that records processed before a
 	// loop body that takes long (or is stuck) get committed meanwhile;

@@ -37,7 +37,7 @@ func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
 	offs := make(map[string]map[int32]kgo.EpochOffset)
 	for tp, ps := range ss.parts {
 		target := ss.commitTargetLocked(ps, explicit)
-		if target <= ps.committed || target == 0 {
+		if target <= ps.committed {
 			continue
 		}
 		addOffset(offs, tp, kgo.EpochOffset{Epoch: ps.epoch, Offset: target})
@@ -197,7 +197,8 @@ func addOffset(offs map[string]map[int32]kgo.EpochOffset, tp topicPartition, eo 
 // Commit commits every record this stream has yielded so far, including the
 // one the loop body is handling, on the partitions this member still owns.
 // It waits for the broker's answer and returns its error. It never moves a
-// committed offset backwards.
+// committed offset backwards, except for a partition sought back with Seek
+// or SeekToTime, whose commits follow the new position.
 //
 // With ManualCommit this is the only way (with CommitRecords) anything is
 // committed. Without it, Commit is rarely needed: processed records are
@@ -222,7 +223,8 @@ func (s *Stream[T]) Commit(ctx context.Context) error {
 // CommitRecords commits, for each partition, up to and including the latest
 // of recs. Records of partitions this member no longer owns, records not yet
 // yielded, and records at or below the last commit are left out, so it never
-// moves an offset backwards or touches another member's partition.
+// moves an offset backwards (except after a Seek back, whose commits follow
+// the new position) or touches another member's partition.
 //
 // Under PartitionConcurrency or KeyConcurrency, a commit never passes a
 // partition's lowest unfinished record: one whose handler is still running

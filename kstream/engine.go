@@ -73,6 +73,8 @@ type Engine struct {
 	stopping chan struct{} // closed when Stop begins
 	stopped  chan struct{} // closed when Stop has finished
 
+	finishedCh chan struct{} // closed when every stream has finished or stopped (noteFinished)
+
 	sendsClosed bool       // Stop is closing the producer: sends fail at once
 	gone        goneTopics // topics the producer must look up again
 	inflight    sendCount  // sends in progress, SendAsync records whose done has not returned
@@ -295,6 +297,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.stopCh = make(chan struct{})
 	e.stopping = make(chan struct{})
 	e.stopped = make(chan struct{})
+	e.finishedCh = make(chan struct{})
 	e.stopErr = nil
 	e.mu.Unlock()
 
@@ -435,17 +438,19 @@ func (e *Engine) calledFromStreamLocked(ctx context.Context) bool {
 	return false
 }
 
-// Run starts the engine, waits until ctx is done or a crash with
-// ErrorPolicyStopEngine or ErrorPolicyStopApplication asks it to stop, and
-// stops it gracefully within DefaultStopTimeout. It returns nil after ctx is
-// canceled and after an ErrorPolicyStopEngine crash; after an
+// Run starts the engine, waits until ctx is done, a crash with
+// ErrorPolicyStopEngine or ErrorPolicyStopApplication asks it to stop, or
+// a bounded stream (StopAtEnd) has finished and every other stream has
+// finished or stopped too, and stops it gracefully within
+// DefaultStopTimeout. It returns nil after ctx is canceled, after every
+// stream finished and after an ErrorPolicyStopEngine crash; after an
 // ErrorPolicyStopApplication crash it returns an error wrapping the stream's.
 // Errors of Start and of the graceful stop are returned too.
 func (e *Engine) Run(ctx context.Context) error {
 	startErr := e.Start(ctx)
 	e.mu.Lock()
 	running := e.state == engineRunning
-	stopCh, stopping := e.stopCh, e.stopping
+	stopCh, stopping, finished := e.stopCh, e.stopping, e.finishedCh
 	e.mu.Unlock()
 	if startErr != nil && !running {
 		return startErr
@@ -455,6 +460,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-stopCh:
 		case <-stopping: // someone called Stop
+		case <-finished: // every stream finished (StopAtEnd) or stopped
 		}
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)

@@ -232,11 +232,19 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		return nil // closed under us already
 	}
 	defer func() {
+		// A function that returned because its bounded stream reached
+		// its end finishes the stream (StreamFinished).
+		finished := err == nil && ss.reachedEnd()
 		if cerr := s.closeSession(ss); cerr != nil {
 			s.logger().Error("closing stream", "stream", s.name, "err", cerr)
 			if err == nil {
-				err = &closeError{cerr} // reported by Stop, not a crash
+				err = &closeError{err: cerr, finished: finished} // reported by Stop, not a crash
 			}
+			return
+		}
+		if finished {
+			s.logger().Info("stream finished: every partition consumed up to its end", "stream", s.name)
+			err = errStreamFinished
 		}
 	}()
 	// A graceful stop stops fetching; the function's ctx stays live.

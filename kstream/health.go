@@ -49,7 +49,8 @@ func (e *Engine) StreamHealth(name string) (StreamHealth, bool) {
 // (/healthz, say). It answers with Health as JSON, and status 200 while the
 // engine runs and no stream has crashed or is stopping (its function
 // outlived a stop's deadline: the stream consumes nothing), 503 otherwise. A
-// restarting stream counts as healthy: its policy is dealing with it.
+// restarting stream counts as healthy: its policy is dealing with it; so
+// does a finished one (StopAtEnd): it did its work.
 func (e *Engine) HealthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := e.Health()

@@ -27,7 +27,7 @@ type partState struct {
 	yielded   int64
 	processed int64
 	pushed    int64 // processed as last given to franz-go's marks
-	committed int64 // committed offset as this member last knew it
+	committed int64 // committed offset as this member last knew it; -1 after a seek
 	highwater int64
 
 	// base is where this member's yielding of the partition began: the
@@ -38,6 +38,13 @@ type partState struct {
 
 	committedKnown bool               // the group had a commit, or this member made one
 	processedCtr   prometheus.Counter // nil without metrics
+
+	// StopAtEnd (control_end.go): the end offset, whether there is one,
+	// whether it is still to be reached; how far the records fetched and
+	// not buffered (control records, records past the end) go, and the
+	// records buffered.
+	end, skipTo, fetchedData int64
+	hasEnd, ending           bool
 }
 
 // noteYield records that r is being yielded.
@@ -82,6 +89,16 @@ func (ps *partState) rewindTo(off int64) {
 	ps.yielded = min(ps.yielded, off)
 }
 
+// seekTo moves the partition to off, as Seek asked: every record before
+// off counts as processed and pushed, none after it as yielded, and the
+// last commit as unknown, so that the next commit commits off or beyond
+// even if that is below what was committed before.
+func (ps *partState) seekTo(off int64) {
+	ps.base, ps.yielded, ps.processed, ps.pushed = off, off, off, off
+	ps.epoch = -1
+	ps.committed, ps.committedKnown = -1, false
+}
+
 // rewindTarget is where a partition resumes after a give-way: its lowest
 // unprocessed record, or its first buffered (polled, not yielded) record,
 // whichever comes first. ok is false when the partition needs no rewind:
@@ -108,6 +125,9 @@ func (ss *session) markLocked(r *kgo.Record) {
 		ps.processed = r.Offset + 1
 		ps.epoch = r.LeaderEpoch
 		ss.dirty = true
+		if ps.ending {
+			ss.checkEndLocked(ps)
+		}
 	}
 	if ps.processedCtr != nil {
 		ps.processedCtr.Inc()

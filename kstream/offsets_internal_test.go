@@ -17,6 +17,7 @@ type psStep struct {
 	yield   []int64 // records yielded, in order
 	process []int64 // records processed (marked)
 	rewind  int64   // then rewound to this offset (-1: no rewind)
+	seek    int64   // then sought to this offset (Seek; -1: no seek)
 }
 
 func buildPS(steps ...psStep) *partState {
@@ -33,11 +34,20 @@ func buildPS(steps ...psStep) *partState {
 		if st.rewind >= 0 {
 			ps.rewindTo(st.rewind)
 		}
+		if st.seek >= 0 {
+			ps.seekTo(st.seek)
+		}
 	}
 	return ps
 }
 
-func yp(yield, process []int64) psStep { return psStep{yield: yield, process: process, rewind: -1} }
+func yp(yield, process []int64) psStep {
+	return psStep{yield: yield, process: process, rewind: -1, seek: -1}
+}
+
+func rw(off int64) psStep { return psStep{rewind: off, seek: -1} }
+
+func sk(off int64) psStep { return psStep{rewind: -1, seek: off} }
 
 func TestPartStateArithmetic(t *testing.T) {
 	for _, tc := range []struct {
@@ -54,11 +64,19 @@ func TestPartStateArithmetic(t *testing.T) {
 		// No record lies between 15 and 20: offset 15 reads from 20.
 		{"gap in offsets (compaction)", buildPS(yp([]int64{10, 14, 20}, []int64{10, 14})), 15, 15},
 		{"out of order: watermark below a finished record", buildPS(yp([]int64{0, 1, 2, 3}, []int64{0})), 1, 1},
-		{"broken on and given back", buildPS(yp([]int64{0, 1, 2}, []int64{0, 1}), psStep{rewind: 2}), -1, 2},
-		{"given back, then yielded again", buildPS(yp([]int64{0, 1, 2}, []int64{0, 1}), psStep{rewind: 2}, yp([]int64{2}, nil)), 2, 2},
-		{"rewound below base: lanes dropped unstarted records", buildPS(yp([]int64{50, 51, 52, 53}, []int64{50}), psStep{rewind: 51}), -1, 51},
-		{"rewound to partition start", buildPS(yp([]int64{0, 1}, nil), psStep{rewind: 0}, yp([]int64{0}, nil)), 0, 0},
-		{"given back above records still running on lanes", buildPS(yp([]int64{10, 11, 12, 13, 14, 15}, []int64{10}), psStep{rewind: 15}), 11, 11},
+		{"broken on and given back", buildPS(yp([]int64{0, 1, 2}, []int64{0, 1}), rw(2)), -1, 2},
+		{"given back, then yielded again", buildPS(yp([]int64{0, 1, 2}, []int64{0, 1}), rw(2), yp([]int64{2}, nil)), 2, 2},
+		{"rewound below base: lanes dropped unstarted records", buildPS(yp([]int64{50, 51, 52, 53}, []int64{50}), rw(51)), -1, 51},
+		{"rewound to partition start", buildPS(yp([]int64{0, 1}, nil), rw(0), yp([]int64{0}, nil)), 0, 0},
+		{"given back above records still running on lanes", buildPS(yp([]int64{10, 11, 12, 13, 14, 15}, []int64{10}), rw(15)), 11, 11},
+		// Seek: everything before the new position counts as processed,
+		// nothing after it as yielded, in both directions.
+		{"sought back after processing", buildPS(yp([]int64{100, 101, 102}, []int64{100, 101, 102}), sk(50)), -1, 50},
+		{"sought back, then yielded again", buildPS(yp([]int64{100, 101}, []int64{100, 101}), sk(50), yp([]int64{50}, nil)), 50, 50},
+		{"sought back, yielded again and processed", buildPS(yp([]int64{100, 101}, []int64{100, 101}), sk(50), yp([]int64{50, 51}, []int64{50})), 51, 51},
+		{"sought forward over records never yielded", buildPS(yp([]int64{0, 1}, []int64{0, 1}), sk(10)), -1, 10},
+		{"sought to the start", buildPS(yp([]int64{7, 8}, []int64{7, 8}), sk(0), yp([]int64{0}, nil)), 0, 0},
+		{"sought, then given back by a break", buildPS(yp([]int64{9}, []int64{9}), sk(3), yp([]int64{3, 4}, []int64{3}), rw(4)), -1, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			low, ok := tc.ps.lowestUnprocessed()
@@ -87,7 +105,9 @@ func TestRewindTarget(t *testing.T) {
 		{"unprocessed only (lanes dropped records)", buildPS(yp([]int64{0, 1, 2, 3}, []int64{0})), -1, 1},
 		{"unprocessed before buffered", buildPS(yp([]int64{0, 1, 2, 3}, []int64{0})), 4, 1},
 		{"never yielded, buffered", buildPS(), 7, 7},
-		{"given back by a break, then buffered behind", buildPS(yp([]int64{0, 1, 2}, []int64{0, 1}), psStep{rewind: 2}), 2, 2},
+		{"given back by a break, then buffered behind", buildPS(yp([]int64{0, 1, 2}, []int64{0, 1}), rw(2)), 2, 2},
+		{"sought back: nothing to rewind", buildPS(yp([]int64{0, 1}, []int64{0, 1}), sk(0)), -1, -1},
+		{"sought back, record in hand and buffered behind", buildPS(yp([]int64{5}, []int64{5}), sk(1), yp([]int64{1}, nil)), 2, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := tc.ps.rewindTarget(tc.firstBuffered, tc.firstBuffered >= 0)
@@ -110,6 +130,21 @@ func TestRewindTarget(t *testing.T) {
 func TestCommitTarget(t *testing.T) {
 	inHand := buildPS(yp([]int64{0, 1, 2}, []int64{0, 1})) // 2 in the body
 	outOfOrder := buildPS(yp([]int64{0, 1, 2, 3, 4}, []int64{0, 1}))
+	// Committed up to 100, then sought back to 40: commits go backwards.
+	soughtBack := func(steps ...psStep) *partState {
+		ps := buildPS(yp([]int64{98, 99}, []int64{98, 99}))
+		ps.committed, ps.committedKnown = 100, true
+		ps.seekTo(40)
+		for _, st := range steps {
+			for _, off := range st.yield {
+				ps.noteYield(&kgo.Record{Offset: off})
+			}
+			for _, off := range st.process {
+				ps.processed = max(ps.processed, off+1)
+			}
+		}
+		return ps
+	}
 	for _, tc := range []struct {
 		name       string
 		ps         *partState
@@ -123,12 +158,19 @@ func TestCommitTarget(t *testing.T) {
 		{"Commit while closing stops at it", inHand, true, false, true, 2},
 		{"Commit under concurrency stops at the lowest unfinished", outOfOrder, true, true, false, 2},
 		{"a listener's Commit under concurrency too", outOfOrder, false, true, false, 2},
+		{"Commit after a seek back commits the new position", soughtBack(), true, false, false, 40},
+		{"Commit after a seek back and a record in hand", soughtBack(yp([]int64{40, 41}, []int64{40})), true, false, false, 42},
+		{"a listener's Commit after a seek back", soughtBack(yp([]int64{40, 41}, []int64{40})), false, false, false, 41},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ss := &session{outOfOrder: tc.outOfOrder}
 			ss.closing.Store(tc.closing)
-			if got := ss.commitTargetLocked(tc.ps, tc.explicit); got != tc.want {
+			got := ss.commitTargetLocked(tc.ps, tc.explicit)
+			if got != tc.want {
 				t.Fatalf("commit target = %d, want %d", got, tc.want)
+			}
+			if got <= tc.ps.committed {
+				t.Fatalf("commit target %d is not beyond the last commit as known, %d: commitYielded would skip it", got, tc.ps.committed)
 			}
 		})
 	}

@@ -16,7 +16,7 @@ import (
 //
 //   - options of streams: Topics, TopicPattern, Group, InitialOffsets,
 //     ManualCommit, Listener, ResetOffset, MaxPollRecords,
-//     PartitionConcurrency and KeyConcurrency;
+//     PartitionConcurrency, KeyConcurrency, StartAt and StopAtEnd;
 //   - options of both: Brokers, ClientOptions, Logger, OnError, Metrics and
 //     Name. Given to an engine, the first five are inherited by its streams
 //     (see NewEngine); Name names the engine.
@@ -175,6 +175,8 @@ type config struct {
 	concurrency concurrency
 
 	set []setOption // the options given, in order
+
+	control controlConfig // StartAt, StopAtEnd (control_options.go)
 }
 
 // Brokers sets the seed brokers ("host:port") to connect to. Without it a
@@ -516,6 +518,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: Listener needs Group: a stream without a group has no rebalances to report", ErrInvalidOption)
 	case c.group == "" && c.isSet("ManualCommit"):
 		return fmt.Errorf("%w: ManualCommit needs Group: a stream without a group has nowhere to commit to", ErrInvalidOption)
+	}
+	if err := c.validateControl(); err != nil {
+		return err
 	}
 	seen := make(map[topicPartition]bool, len(c.initial))
 	for _, o := range c.initial {

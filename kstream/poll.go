@@ -79,6 +79,13 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			ss.mu.Lock()
 			continue
 		}
+		if ss.seekReadyLocked() {
+			if !allow {
+				return nil, nil, popYield
+			}
+			ss.applySeeksLocked()
+			continue
+		}
 		if len(ss.errs) > 0 {
 			fe := ss.errs[0]
 			ss.errs = ss.errs[1:]
@@ -87,6 +94,9 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		if ss.fatal != nil {
 			return nil, ss.fatal, popRecord
 		}
+		if ss.ctl.b.bounded && ss.reachedEndLocked() {
+			return nil, nil, popEnd
+		}
 		for ss.pos < len(ss.buf) {
 			r := ss.buf[ss.pos]
 			ss.buf[ss.pos] = nil
@@ -94,11 +104,19 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			// The lookup also primes the cache that step reads. A record
 			// of a partition this member does not own is never yielded:
 			// callbacks run only after giveWay emptied the buffer (or while
-			// closing, when nothing is yielded), so this guards the
-			// invariant rather than handling a case.
-			if ss.partLocked(r.Topic, r.Partition) != nil {
-				return r, nil, popRecord
+			// closing, when nothing is yielded), and disown drops what a
+			// Resume buffered since, so this guards the invariant rather
+			// than handling a case.
+			if ss.partLocked(r.Topic, r.Partition) == nil {
+				continue
 			}
+			if len(ss.ctl.paused) > 0 {
+				if tp := (topicPartition{r.Topic, r.Partition}); ss.ctl.paused[tp] {
+					ss.holdLocked(tp, r)
+					continue
+				}
+			}
+			return r, nil, popRecord
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return nil, nil, popTimeout
@@ -106,6 +124,16 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		ss.mu.Unlock()
 		st := ss.poll(ctx, deadline, allow)
 		ss.mu.Lock()
+		if ss.ctl.woken {
+			// Resume or Seek ended the poll: look again.
+			ss.ctl.woken = false
+			if st == popTimeout {
+				continue
+			}
+		}
+		if st != popEnd && ss.seekReadyLocked() {
+			continue // rebalances are held back now: apply the seeks
+		}
 		if st != popRecord {
 			return nil, nil, st
 		}
@@ -116,6 +144,9 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) popStatus {
 	ss.pushMarks(ss.client())
 	if ss.group && allow {
+		ss.mu.Lock()
+		ss.ctl.blocked = false
+		ss.mu.Unlock()
 		ss.client().AllowRebalance()
 	}
 	var pctx context.Context
@@ -127,6 +158,12 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	}
 	defer cancel()
 	defer context.AfterFunc(ss.fetchCtx, cancel)()
+	ss.mu.Lock()
+	ss.ctl.wake = cancel
+	if ss.ctl.woken {
+		cancel()
+	}
+	ss.mu.Unlock()
 	fs := ss.client().PollRecords(pctx, ss.cfg.maxPoll)
 	if ss.group && ss.closing.Load() {
 		// Close may have allowed rebalances before this poll returned and
@@ -136,6 +173,8 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 
 	var seeks map[string]map[int32]kgo.EpochOffset
 	ss.mu.Lock()
+	ss.ctl.wake = nil
+	ss.ctl.blocked = true // every PollRecords return holds rebalances back
 	status := popRecord
 	fs.EachError(func(topic string, partition int32, err error) {
 		if ctx.Err() != nil || ss.fetchCtx.Err() != nil {
@@ -169,7 +208,15 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 			}
 		}
 	})
-	ss.buf = ss.buf[:0]
+	// The buffer is empty when a poll starts, but a Resume during the
+	// poll may have put kept records in it.
+	if ss.pos < len(ss.buf) {
+		n := copy(ss.buf, ss.buf[ss.pos:])
+		clear(ss.buf[n:])
+		ss.buf = ss.buf[:n]
+	} else {
+		ss.buf = ss.buf[:0]
+	}
 	ss.pos = 0
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		ps := ss.partLocked(p.Topic, p.Partition)
@@ -194,7 +241,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 				return // these records precede the initial offset's effect
 			}
 		}
-		ss.buf = append(ss.buf, p.Records...)
+		ss.bufferLocked(ps, p.Records)
 	})
 	if status == popTimeout && len(ss.buf) > 0 {
 		status = popRecord

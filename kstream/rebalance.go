@@ -35,6 +35,14 @@ func (ss *session) giveWay(cl *kgo.Client) {
 	}
 	ss.mu.Lock()
 	rewind := ss.rewindLocked()
+	if ss.ctl.seekPending.Load() {
+		// A seek recorded wins over the rewind of its partition.
+		if rewind == nil {
+			rewind = make(map[string]map[int32]kgo.EpochOffset)
+		}
+		ss.takeSeeksLocked(rewind)
+	}
+	ss.ctl.blocked = false
 	ss.mu.Unlock()
 	if len(rewind) > 0 {
 		cl.SetOffsets(rewind)
@@ -48,12 +56,21 @@ func (ss *session) giveWay(cl *kgo.Client) {
 // state counts the records from there as not yielded. ss.mu is held.
 func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 	firstBuffered := make(map[topicPartition]*kgo.Record)
-	for _, r := range ss.buf[ss.pos:] {
+	note := func(r *kgo.Record) {
 		tp := topicPartition{r.Topic, r.Partition}
-		if _, ok := firstBuffered[tp]; !ok {
+		if fb, ok := firstBuffered[tp]; !ok || r.Offset < fb.Offset {
 			firstBuffered[tp] = r
 		}
 	}
+	for _, r := range ss.buf[ss.pos:] {
+		note(r)
+	}
+	// Records kept for paused partitions are fetched again after their
+	// Resume, from the rewind target.
+	for _, held := range ss.ctl.held {
+		note(held[0])
+	}
+	clear(ss.ctl.held)
 	clear(ss.buf)
 	ss.buf = ss.buf[:0]
 	ss.pos = 0
@@ -88,6 +105,7 @@ func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ss.clp.CompareAndSwap(nil, cl)
 	ss.mu.Lock()
+	ss.ctl.cl = cl
 	for t, ps := range assigned {
 		for _, p := range ps {
 			ss.parts[topicPartition{t, p}] = ss.newPartState(t)
@@ -103,7 +121,12 @@ func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 			}
 		}
 	}
+	lift := ss.repauseLocked(assigned)
 	ss.mu.Unlock()
+	if len(lift) > 0 {
+		cl.ResumeFetchPartitions(lift)
+	}
+	ss.boundAssigned(ctx, cl, assigned)
 	if countPartitions(assigned) == 0 {
 		return
 	}
@@ -123,6 +146,11 @@ func (ss *session) adjustOffsets(_ context.Context, offsets map[string]map[int32
 			if ps := ss.parts[tp]; ps != nil {
 				if eo := off.EpochOffset(); eo.Offset >= 0 {
 					ps.committed, ps.committedKnown = eo.Offset, true
+				}
+			}
+			if ss.ctl.b.bounded || !ss.cfg.control.startAt.IsZero() {
+				if adj, changed := ss.adjustStartLocked(tp, off); changed {
+					m[p] = adj
 				}
 			}
 			if o, ok := ss.initialLeft[tp]; ok {
@@ -208,10 +236,15 @@ func (ss *session) disown(gone map[string][]int32) {
 	defer ss.mu.Unlock()
 	for t, ps := range gone {
 		for _, p := range ps {
-			delete(ss.parts, topicPartition{t, p})
+			tp := topicPartition{t, p}
+			if st := ss.parts[tp]; st != nil {
+				ss.dropEndLocked(st)
+			}
+			delete(ss.parts, tp)
 		}
 	}
 	ss.last = nil
+	ss.dropControlLocked(gone)
 }
 
 func (ss *session) noteRebalance(kind string) {

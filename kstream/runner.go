@@ -34,6 +34,11 @@ const (
 	// still runs: LastErr says so. A Start meanwhile starts the stream
 	// again as soon as the function returns.
 	StreamStopping
+	// StreamFinished: a bounded stream (StopAtEnd) reached its end and its
+	// function returned; it has committed and closed. A finished stream
+	// counts as healthy, and Engine.Run returns once every stream of the
+	// engine has finished or stopped.
+	StreamFinished
 )
 
 func (s StreamState) String() string {
@@ -48,6 +53,8 @@ func (s StreamState) String() string {
 		return "restarting"
 	case StreamStopping:
 		return "stopping"
+	case StreamFinished:
+		return "finished"
 	}
 	return fmt.Sprintf("StreamState(%d)", int(s))
 }
@@ -122,7 +129,10 @@ func (rn *run) calledBy(fromCtx *run, goroutine uint64) bool {
 // closeError is how a stream's run reports that its function ended well
 // but closing failed (the final commit): the engine's Stop reports it; it is
 // not a crash.
-type closeError struct{ err error }
+type closeError struct {
+	err      error
+	finished bool // the stream had reached its end (StopAtEnd)
+}
 
 func (e *closeError) Error() string { return e.err.Error() }
 func (e *closeError) Unwrap() error { return e.err }
@@ -219,14 +229,21 @@ func (e *Engine) runLoop(r *runner, rn *run, loopCtx, handlerCtx context.Context
 		r.setRunning(rn)
 		started := time.Now()
 		err := r.s.run(loopCtx, handlerCtx)
+		finished := err == errStreamFinished
 		if ce, ok := err.(*closeError); ok {
 			r.mu.Lock()
 			r.closeErr = ce.err
 			r.mu.Unlock()
-			err = nil
+			err, finished = nil, ce.finished
+		}
+		if finished {
+			r.finish(rn, StreamFinished, nil, metrics)
+			e.noteFinished()
+			return
 		}
 		if err == nil {
 			r.finish(rn, StreamStopped, nil, metrics)
+			e.noteFinished()
 			return
 		}
 		permanent := isPermanent(err)
@@ -272,6 +289,45 @@ func (e *Engine) runLoop(r *runner, rn *run, loopCtx, handlerCtx context.Context
 			r.finish(rn, StreamCrashed, err, metrics)
 		}
 		return
+	}
+}
+
+// errStreamFinished is how a stream's run reports that its function ended
+// because the stream reached its end (StopAtEnd).
+var errStreamFinished = errors.New("kstream: stream finished")
+
+// noteFinished makes Run return once a stream has finished and every
+// stream of the running engine has finished or stopped (its function
+// returned): a backfill job is one engine with bounded streams. A crashed
+// or restarting stream keeps Run waiting, as it would without bounded
+// streams.
+func (e *Engine) noteFinished() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state != engineRunning || e.finishedCh == nil {
+		return
+	}
+	finished := false
+	for _, r := range e.runners {
+		r.mu.Lock()
+		st, done := r.state, r.cur != nil && r.cur.finished
+		r.mu.Unlock()
+		switch {
+		case st == StreamFinished:
+			finished = true
+		case st == StreamStopped && done:
+		default:
+			return
+		}
+	}
+	if !finished {
+		return
+	}
+	select {
+	case <-e.finishedCh:
+	default:
+		e.log.Info("every stream has finished or stopped")
+		close(e.finishedCh)
 	}
 }
 

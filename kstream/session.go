@@ -72,6 +72,7 @@ type session struct {
 	// stopDispatch, set while a concurrent Handle stream runs, drops the
 	// records its lanes have not started and waits for those running.
 	stopDispatch func()
+	ctl          control // pauses, seeks and bounds (control.go)
 }
 
 // partLocked returns the state of r's partition, creating it for a stream
@@ -139,7 +140,7 @@ func (ss *session) endRange() {
 		// With nothing buffered, a rebalance may run while no range
 		// does; through giveWay, so that partitions with records yielded
 		// and not processed (dropped by a concurrent stream's lanes) are
-		// rewound first.
+		// rewound first (giveWay clears ctl.blocked).
 		ss.giveWay(ss.client())
 	}
 }

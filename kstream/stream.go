@@ -27,10 +27,10 @@ import (
 // stream that was never opened opens it for the duration of that loop.
 //
 // Concurrency: one range at a time per stream (a second concurrent range
-// yields ErrConcurrentRange). Close, Commit, CommitRecords, Name and
-// Assignment are safe from any goroutine, including the loop body. The loop
-// body runs on the goroutine that ranges; the stream never yields from
-// another goroutine.
+// yields ErrConcurrentRange). Close, Commit, CommitRecords, Name,
+// Assignment, Pause, Resume, Paused, Seek and SeekToTime are safe from any
+// goroutine, including the loop body. The loop body runs on the goroutine
+// that ranges; the stream never yields from another goroutine.
 type Stream[T any] struct {
 	dec    codec.Decoder[T]
 	nilDec codec.NilDecoder[T]
