@@ -112,6 +112,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	if !ss.group && len(ss.initialLeft) > 0 {
 		ss.dropUnknownInitialPartitions(ctx)
 	}
+	ss.startTopicWatch()
 	if ss.m != nil {
 		ss.m.partitions.add(ss)
 	}

@@ -39,6 +39,7 @@ func (ss *session) doClose(timeout time.Duration) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
 	ss.stopPushTimer()
+	ss.stopTopicWatch()
 	// One deadline for the final commit and for leaving the group.
 	ctx, stop := ss.closeDeadline(timeout)
 	defer stop()

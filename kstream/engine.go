@@ -194,6 +194,7 @@ type Runnable interface {
 	forceClose() error
 	metricsSet() *metricsSet
 	calledFromListener() bool
+	missingTopics() []string
 }
 
 // Add gives the engine a stream. The stream must have a function (Handle,

@@ -197,6 +197,18 @@ func (s *Stream[T]) calledFromListener() bool {
 	return (ss != nil && ss.calledFromListener()) || (closing != nil && closing.calledFromListener())
 }
 
+// missingTopics returns the stream's topics that did not exist at the open
+// session's last check.
+func (s *Stream[T]) missingTopics() []string {
+	s.mu.Lock()
+	ss := s.sess
+	s.mu.Unlock()
+	if ss == nil {
+		return nil
+	}
+	return ss.missingTopics()
+}
+
 // currentSessionLocked returns the open session or, during an Open, the
 // session being opened (whose listeners may already run).
 func (s *Stream[T]) currentSessionLocked() *session {

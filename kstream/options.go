@@ -17,6 +17,7 @@ import (
 //   - options of streams: Topics, TopicPattern, Group, InitialOffsets,
 //     ManualCommit, Listener, ResetOffset, MaxPollRecords,
 //     PartitionConcurrency and KeyConcurrency;
+//   - options of engines: CrashLoop;
 //   - options of both: Brokers, ClientOptions, Logger, OnError, Metrics and
 //     Name. Given to an engine, the first five are inherited by its streams
 //     (see NewEngine); Name names the engine.
@@ -173,6 +174,9 @@ type config struct {
 	onErrorSet  bool
 	metrics     *metricsSet
 	concurrency concurrency
+
+	crashLoopN      int           // CrashLoop; 0: DefaultCrashLoopRestarts
+	crashLoopWindow time.Duration // CrashLoop; 0: DefaultCrashLoopWindow
 
 	set []setOption // the options given, in order
 }
@@ -403,6 +407,44 @@ func OnError(p ErrorPolicy) Option {
 		c.onError, c.onErrorSet = p, true
 		return nil
 	}}
+}
+
+// CrashLoop sets when an engine's health reports a stream restarting in a
+// loop: after restarts restarts (by ErrorPolicyRestart) within the window,
+// overriding DefaultCrashLoopRestarts (3) within DefaultCrashLoopWindow (a
+// minute). Such a stream is unhealthy (StreamHealth.CrashLoop, and a 503
+// from HealthHandler) until fewer restarts than that fall within the
+// window; before its restarts-th restart it is not. It is an option of
+// engines; Kafka has no such setting.
+func CrashLoop(restarts int, within time.Duration) Option {
+	return option{name: "CrashLoop", scope: forEngines, fn: func(c *config) error {
+		if restarts <= 0 {
+			return fmt.Errorf("%w: CrashLoop: restarts must be positive, got %d", ErrInvalidOption, restarts)
+		}
+		if within <= 0 {
+			return fmt.Errorf("%w: CrashLoop: window must be positive, got %v", ErrInvalidOption, within)
+		}
+		c.crashLoopN, c.crashLoopWindow = restarts, within
+		return nil
+	}}
+}
+
+// crashLoop returns the engine's crash-loop threshold and window.
+func (c *config) crashLoop() (n int, window time.Duration) {
+	n, window = c.crashLoopN, c.crashLoopWindow
+	if n == 0 {
+		n = DefaultCrashLoopRestarts
+	}
+	if window == 0 {
+		window = DefaultCrashLoopWindow
+	}
+	return n, window
+}
+
+// crashLoopKeep is how many restart times crash-loop detection needs.
+func (c *config) crashLoopKeep() int {
+	n, _ := c.crashLoop()
+	return n
 }
 
 // ErrorPolicy says what an engine does when a stream crashes: its function
