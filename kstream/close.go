@@ -13,35 +13,48 @@ import (
 )
 
 // close commits what was processed (default mode), leaves the group and
-// closes the client. Records polled but not processed, and the record in
-// flight, are not committed.
+// closes the client, within timeout. Records polled but not processed, and
+// the record in flight, are not committed.
 //
 // close closes the session once; a concurrent or later call waits for the
 // first to finish and returns nil, except from one of the session's
 // listeners: the close in progress waits for that callback to return, so
 // the call returns at once.
 func (ss *session) close(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return ss.closeCtx(ctx)
+}
+
+// closeCtx is close bounded by ctx: when ctx ends, the close in progress
+// gives up on the brokers (its client is aborted) and a caller waiting for
+// another's close stops waiting.
+func (ss *session) closeCtx(ctx context.Context) error {
 	first := false
 	ss.closeOnce.Do(func() { first = true })
 	if first {
-		ss.closeErr = ss.doClose(timeout)
+		ss.closeErr = ss.doClose(ctx)
 		close(ss.closed)
 		return ss.closeErr
 	}
 	if ss.calledFromListener() {
 		return nil
 	}
-	<-ss.closed
-	return nil
+	select {
+	case <-ss.closed:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kstream: stream %q: waiting for a close in progress: %w", ss.name, ctx.Err())
+	}
 }
 
-func (ss *session) doClose(timeout time.Duration) error {
+func (ss *session) doClose(parent context.Context) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
 	ss.stopPushTimer()
 	ss.stopTopicWatch()
 	// One deadline for the final commit and for leaving the group.
-	ctx, stop := ss.closeDeadline(timeout)
+	ctx, stop := ss.closeDeadline(parent)
 	defer stop()
 	var err error
 	if ss.group && !ss.manual {
@@ -53,8 +66,12 @@ func (ss *session) doClose(timeout time.Duration) error {
 	if ss.m != nil {
 		defer ss.m.partitions.remove(ss)
 	}
-	if !ss.closeClient(ctx) {
+	waited, left := ss.closeClient(ctx)
+	if !waited {
 		return err
+	}
+	if !left && err == nil && parent.Err() != nil {
+		err = fmt.Errorf("kstream: stream %q: leaving the group did not finish before the close deadline: %w", ss.name, parent.Err())
 	}
 	// A timer push that started before Stop holds pushMu until it is done.
 	ss.pushMu.Lock()
@@ -63,15 +80,17 @@ func (ss *session) doClose(timeout time.Duration) error {
 	return err
 }
 
-// closeDeadline returns a context that ends after timeout and, when it
-// does, cancels the client's own context, so that requests to an
-// unresponsive broker, and commits queued behind them (franz-go's commit
-// lock does not watch our context), give up. stop releases it without
-// aborting: returning is no reason to abort.
-func (ss *session) closeDeadline(timeout time.Duration) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithTimeout(ss.abortCtx, timeout)
+// closeDeadline returns a context that ends with parent and, when it does,
+// cancels the client's own context, so that requests to an unresponsive
+// broker, and commits queued behind them (franz-go's commit lock does not
+// watch our context), give up. stop releases it without aborting:
+// returning is no reason to abort.
+func (ss *session) closeDeadline(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(ss.abortCtx)
+	stopParent := context.AfterFunc(parent, cancel)
 	stopAbort := context.AfterFunc(ctx, ss.abort)
 	return ctx, func() {
+		stopParent()
 		stopAbort()
 		cancel()
 	}
@@ -84,7 +103,7 @@ func (ss *session) closeDeadline(timeout time.Duration) (ctx context.Context, st
 // finishes closing, on the goroutine started here, as soon as the callback
 // returns. Called from any other goroutine it waits, also while a
 // listener runs: the leave then waits for the callback to end.
-func (ss *session) closeClient(ctx context.Context) (waited bool) {
+func (ss *session) closeClient(ctx context.Context) (waited, left bool) {
 	closed := make(chan struct{})
 	go func() {
 		ss.cl.CloseAllowingRebalance()
@@ -92,23 +111,27 @@ func (ss *session) closeClient(ctx context.Context) (waited bool) {
 	}()
 	if ss.calledFromListener() {
 		ss.log.Debug("closing from a listener callback; the client closes when it returns")
-		return false
+		return false, false
 	}
+	left = true
 	select {
 	case <-closed:
 	case <-ctx.Done():
+		left = false
 		ss.log.Warn("leaving the group did not finish before the close deadline; closing without it")
 		<-closed // the deadline aborted the client: it gives up at once; nothing outlives Close
 	}
 	ss.abort()
-	return true
+	return true, left
 }
 
 // closeUnopened closes the client of a session that failed to open: the
 // group may have been joined already, and a listener may be running.
 func (ss *session) closeUnopened() {
 	ss.stopFetching()
-	ctx, stop := ss.closeDeadline(DefaultCloseTimeout)
+	parent, cancel := context.WithTimeout(context.Background(), DefaultCloseTimeout)
+	defer cancel()
+	ctx, stop := ss.closeDeadline(parent)
 	defer stop()
 	ss.closeClient(ctx)
 }

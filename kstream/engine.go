@@ -31,7 +31,8 @@ var (
 )
 
 // DefaultStopTimeout bounds a graceful stop when the context given to Stop
-// has no deadline of its own, and the stop that Run makes.
+// has no deadline of its own, and the stop that Run makes, unless the
+// engine's StopTimeout says otherwise.
 const DefaultStopTimeout = 30 * time.Second
 
 // Restart backoff of ErrorPolicyRestart: it starts at the minimum, doubles
@@ -247,7 +248,7 @@ func (e *Engine) Remove(ctx context.Context, s Runnable) error {
 	ts := stopTargetsLocked([]*runner{r})
 	e.mu.Unlock()
 	fromCtx, goroutine := callerRun(ctx)
-	ctx, cancel := withDefaultDeadline(ctx)
+	ctx, cancel := e.withStopDeadline(ctx)
 	defer cancel()
 	errs := e.stopRunners(ctx, ts, fromCtx, goroutine)
 	forgetStreams(ts)
@@ -373,7 +374,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	defer close(stopped)
 
 	fromCtx, goroutine := callerRun(ctx)
-	ctx, cancel := withDefaultDeadline(ctx)
+	ctx, cancel := e.withStopDeadline(ctx)
 	defer cancel()
 	var errs []error
 	if err := e.runHooks(ctx, hookOnStop, false); err != nil {
@@ -438,7 +439,8 @@ func (e *Engine) calledFromStreamLocked(ctx context.Context) bool {
 
 // Run starts the engine, waits until ctx is done or a crash with
 // ErrorPolicyStopEngine or ErrorPolicyStopApplication asks it to stop, and
-// stops it gracefully within DefaultStopTimeout. It returns nil after ctx is
+// stops it gracefully within the engine's StopTimeout (DefaultStopTimeout
+// unless set). It returns nil after ctx is
 // canceled and after an ErrorPolicyStopEngine crash; after an
 // ErrorPolicyStopApplication crash it returns an error wrapping the stream's.
 // Errors of Start and of the graceful stop are returned too.
@@ -458,7 +460,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-stopping: // someone called Stop
 		}
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), e.cfg.stopTimeoutOr())
 	defer cancel()
 	err := e.Stop(stopCtx)
 	e.mu.Lock()
@@ -482,7 +484,7 @@ func (e *Engine) requestStop(cause error) {
 	// Stop the whole engine, also when it was started with Start rather
 	// than Run (Run waits for this stop instead of making its own).
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.stopTimeoutOr())
 		defer cancel()
 		if err := e.Stop(ctx); err != nil {
 			e.log.Error("stopping the engine after a crash", "err", err)
@@ -490,9 +492,11 @@ func (e *Engine) requestStop(cause error) {
 	}()
 }
 
-func withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+// withStopDeadline bounds ctx by the engine's StopTimeout if it has no
+// deadline of its own.
+func (e *Engine) withStopDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, DefaultStopTimeout)
+	return context.WithTimeout(ctx, e.cfg.stopTimeoutOr())
 }

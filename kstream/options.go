@@ -17,7 +17,7 @@ import (
 //   - options of streams: Topics, TopicPattern, Group, InitialOffsets,
 //     ManualCommit, Listener, ResetOffset, MaxPollRecords,
 //     PartitionConcurrency and KeyConcurrency;
-//   - options of engines: CrashLoop;
+//   - options of engines: StopTimeout and CrashLoop;
 //   - options of both: Brokers, ClientOptions, Logger, OnError, Metrics and
 //     Name. Given to an engine, the first five are inherited by its streams
 //     (see NewEngine); Name names the engine.
@@ -175,6 +175,7 @@ type config struct {
 	metrics     *metricsSet
 	concurrency concurrency
 
+	stopTimeout     time.Duration // StopTimeout; 0: DefaultStopTimeout
 	crashLoopN      int           // CrashLoop; 0: DefaultCrashLoopRestarts
 	crashLoopWindow time.Duration // CrashLoop; 0: DefaultCrashLoopWindow
 
@@ -407,6 +408,35 @@ func OnError(p ErrorPolicy) Option {
 		c.onError, c.onErrorSet = p, true
 		return nil
 	}}
+}
+
+// StopTimeout bounds an engine's graceful stop, overriding
+// DefaultStopTimeout (30 s): the stop that Run makes when its context is
+// canceled (or a crash stops the engine), and a Stop or Remove whose
+// context has no deadline. Within it the streams finish the record in hand,
+// commit and leave their groups, and the producer flushes. At the deadline
+// the handlers' contexts are canceled; a handler that still has not
+// returned a second later has its stream closed under it (commit and leave
+// within five seconds more), so Run returns within d plus those allowances
+// at worst. Set it below Kubernetes' terminationGracePeriodSeconds (30 s by
+// default) minus a few seconds. It is an option of engines; it is the Go
+// form of Kafka Streams' close timeout.
+func StopTimeout(d time.Duration) Option {
+	return option{name: "StopTimeout", scope: forEngines, fn: func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: StopTimeout: must be positive, got %v", ErrInvalidOption, d)
+		}
+		c.stopTimeout = d
+		return nil
+	}}
+}
+
+// stopTimeoutOr returns the engine's StopTimeout, else DefaultStopTimeout.
+func (c *config) stopTimeoutOr() time.Duration {
+	if c.stopTimeout > 0 {
+		return c.stopTimeout
+	}
+	return DefaultStopTimeout
 }
 
 // CrashLoop sets when an engine's health reports a stream restarting in a
