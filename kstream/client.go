@@ -54,7 +54,10 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		// is in flight.
 		kgo.FetchMaxWait(DefaultFetchMaxWait),
 	}
-	opts = append(opts, ss.m.clientOpts(name)...)
+	// A client ID of its own, so that two clients never share kprom
+	// series, broker quotas or log lines (ClientOptions may override it).
+	opts = append(opts, kgo.ClientID(newClientID(name)))
+	opts = append(opts, ss.m.clientOpts()...)
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)
@@ -74,6 +77,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 			kgo.AdjustFetchOffsetsFn(ss.adjustOffsets),
 			kgo.AutoCommitCallback(ss.onAutoCommit),
 		)
+		if cfg.instanceID != "" {
+			opts = append(opts, kgo.InstanceID(cfg.instanceID))
+		}
 		if cfg.manual {
 			opts = append(opts, kgo.DisableAutoCommit())
 		} else {

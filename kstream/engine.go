@@ -282,7 +282,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.ProducerLinger(0), // Send waits for each record: see producer.go
-	}, e.cfg.metrics.clientOpts(e.name+"-producer")...)
+		kgo.ClientID(newClientID(e.name + "-producer")),
+	}, e.cfg.metrics.clientOpts()...)
 	popts = append(popts, opts...)
 	producer, err := kgo.NewClient(popts...)
 	if err != nil {

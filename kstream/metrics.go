@@ -100,15 +100,19 @@ func metricsFor(reg prometheus.Registerer) (*metricsSet, error) {
 	return m, nil
 }
 
-// clientOpts returns the options that give a franz-go client a unique
-// client ID and kprom metrics on the registry.
-func (m *metricsSet) clientOpts(name string) []kgo.Opt {
+// newClientID returns a client ID no other client of the process has:
+// "kstreams-<name>-<n>", name being the stream's (or "<engine>-producer").
+func newClientID(name string) string {
+	return fmt.Sprintf("kstreams-%s-%d", name, clientSeq.Add(1))
+}
+
+// clientOpts returns the options that give a franz-go client kprom metrics
+// on the registry, labelled by its client ID.
+func (m *metricsSet) clientOpts() []kgo.Opt {
 	if m == nil {
 		return nil
 	}
-	id := fmt.Sprintf("kstreams-%s-%d", name, clientSeq.Add(1))
 	return []kgo.Opt{
-		kgo.ClientID(id),
 		kgo.WithHooks(kprom.NewMetrics("kstreams", kprom.Subsystem("kgo"), kprom.Registerer(m.reg), kprom.WithClientLabel())),
 	}
 }

@@ -15,7 +15,7 @@ import (
 // option has a scope, given in its documentation:
 //
 //   - options of streams: Topics, TopicPattern, Group, InitialOffsets,
-//     ManualCommit, Listener, ResetOffset, MaxPollRecords,
+//     ManualCommit, Listener, ResetOffset, MaxPollRecords, InstanceID,
 //     PartitionConcurrency and KeyConcurrency;
 //   - options of engines: StopTimeout and CrashLoop;
 //   - options of both: Brokers, ClientOptions, Logger, OnError, Metrics and
@@ -175,6 +175,7 @@ type config struct {
 	metrics     *metricsSet
 	concurrency concurrency
 
+	instanceID      string        // InstanceID
 	stopTimeout     time.Duration // StopTimeout; 0: DefaultStopTimeout
 	crashLoopN      int           // CrashLoop; 0: DefaultCrashLoopRestarts
 	crashLoopWindow time.Duration // CrashLoop; 0: DefaultCrashLoopWindow
@@ -329,6 +330,32 @@ func Listener(l RebalanceListener) Option {
 			return fmt.Errorf("%w: Listener: nil listener", ErrInvalidOption)
 		}
 		c.listeners = append(c.listeners, l)
+		return nil
+	}}
+}
+
+// InstanceID makes the stream a static member of its group (KIP-345,
+// Kafka's group.instance.id), with id as its instance ID; without it the
+// stream is a dynamic member with a new identity each time it opens.
+//
+// A dynamic member that dies without leaving its group (a crash, a killed
+// pod) keeps its partitions until its session times out (45 s by default,
+// kgo.SessionTimeout), and the group cannot finish a rebalance meanwhile, so
+// a replacement waits that long. A static member that opens again with
+// the same id takes its place at once, with the same partitions and no
+// rebalance. In exchange, a static member does not leave its group when it
+// closes: its partitions wait for it (and are not consumed) until it comes
+// back or its session times out, so raise the session timeout to cover a
+// restart. Each member of a group needs an id of its own that stays the
+// same across its restarts: a Kubernetes StatefulSet's pod name, say. Two
+// live members with one id fence each other. It is an option of streams,
+// and needs Group.
+func InstanceID(id string) Option {
+	return option{name: "InstanceID", scope: forStreams, fn: func(c *config) error {
+		if strings.TrimSpace(id) == "" {
+			return fmt.Errorf("%w: InstanceID: empty id", ErrInvalidOption)
+		}
+		c.instanceID = id
 		return nil
 	}}
 }
@@ -584,6 +611,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: Topics %q and TopicPattern %q cannot be combined", ErrInvalidOption, c.topics, c.pattern)
 	case c.group == "" && c.isSet("Listener"):
 		return fmt.Errorf("%w: Listener needs Group: a stream without a group has no rebalances to report", ErrInvalidOption)
+	case c.group == "" && c.isSet("InstanceID"):
+		return fmt.Errorf("%w: InstanceID needs Group: only a group member has a membership to keep", ErrInvalidOption)
 	case c.group == "" && c.isSet("ManualCommit"):
 		return fmt.Errorf("%w: ManualCommit needs Group: a stream without a group has nowhere to commit to", ErrInvalidOption)
 	}
