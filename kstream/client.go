@@ -14,6 +14,10 @@ import (
 
 func openSession(ctx context.Context, cfg *config, name string, in inherited, publish func(*session)) (*session, error) {
 	brokers, clientOpts, logger := cfg.connection(in)
+	secure, err := cfg.security(in)
+	if err != nil {
+		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
+	}
 	ss := &session{
 		cfg:        cfg,
 		name:       name,
@@ -58,6 +62,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	// series, broker quotas or log lines (ClientOptions may override it).
 	opts = append(opts, kgo.ClientID(newClientID(name)))
 	opts = append(opts, ss.m.clientOpts()...)
+	opts = append(opts, secure...)
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)
@@ -104,7 +109,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	}
 	if err := cl.Ping(ctx); err != nil {
 		ss.closeUnopened()
-		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
+		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, explainConnErr(err, cfg.usesTLS(in), cfg.usesSASL(in)))
 	}
 	// The timer pushes marks itself, so that records processed before a
 	// loop body that takes long (or is stuck) get committed meanwhile;

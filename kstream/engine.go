@@ -103,12 +103,14 @@ const (
 )
 
 // NewEngine returns an engine. It takes the options that apply to all of
-// its streams: Brokers, Logger, OnError and Metrics (each inherited by a
-// stream that does not set its own), ClientOptions (applied to every stream
-// and to the producer, before a stream's own ClientOptions, which override
-// them) and Name (the engine's title, used in logs). An option of streams
-// only (Topics, Group, ResetOffset, ...) is an error wrapping
-// ErrInvalidOption that names it, whatever its value.
+// its streams: Brokers, TLS, SASL, Logger, OnError and Metrics (each used
+// by the producer where it applies, and inherited by a stream that does
+// not set its own), ClientOptions (applied to every stream and to the
+// producer, before a stream's own ClientOptions, which override them), the
+// engine's own StopTimeout and CrashLoop, and Name (the engine's title,
+// used in logs). An option of streams only (Topics, Group, ResetOffset,
+// ...) is an error wrapping ErrInvalidOption that names it, whatever its
+// value.
 func NewEngine(opts ...Option) (*Engine, error) {
 	e := &Engine{inflight: sendCount{idle: make(chan struct{}, 1)}}
 	for _, o := range opts {
@@ -276,6 +278,10 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	brokers, opts, _ := e.cfg.connection(inherited{})
+	secure, err := e.cfg.security(inherited{})
+	if err != nil {
+		return fail(fmt.Errorf("kstream: engine %q: producer: %w", e.name, err))
+	}
 	popts := append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(newKgoLogger(e.log)),
@@ -284,6 +290,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		kgo.ProducerLinger(0), // Send waits for each record: see producer.go
 		kgo.ClientID(newClientID(e.name + "-producer")),
 	}, e.cfg.metrics.clientOpts()...)
+	popts = append(popts, secure...)
 	popts = append(popts, opts...)
 	producer, err := kgo.NewClient(popts...)
 	if err != nil {
@@ -291,7 +298,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	if err := producer.Ping(ctx); err != nil {
 		producer.Close()
-		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, err))
+		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, explainConnErr(err, e.cfg.usesTLS(inherited{}), e.cfg.usesSASL(inherited{}))))
 	}
 	e.mu.Lock()
 	e.producer, e.sendsClosed = producer, false

@@ -125,7 +125,7 @@ func (s *Stream[T]) attach(e *Engine) error {
 		return fmt.Errorf("%w: stream %q: HandleBatches: wait must not be negative, got %v", ErrInvalidOption, s.name, s.fn.batchWait)
 	}
 	s.eng = e
-	s.inherited = inherited{brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
+	s.inherited = inherited{tls: e.cfg.tls, sasl: e.cfg.sasl, brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
 	s.state = stateNew
 	return nil
 }

@@ -1,6 +1,7 @@
 package kstream
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 )
 
 // Option configures a Stream (NewStream) or an Engine (NewEngine). Each
@@ -18,9 +20,9 @@ import (
 //     ManualCommit, Listener, ResetOffset, MaxPollRecords, InstanceID,
 //     PartitionConcurrency and KeyConcurrency;
 //   - options of engines: StopTimeout and CrashLoop;
-//   - options of both: Brokers, ClientOptions, Logger, OnError, Metrics and
-//     Name. Given to an engine, the first five are inherited by its streams
-//     (see NewEngine); Name names the engine.
+//   - options of both: Brokers, TLS, SASL, ClientOptions, Logger, OnError,
+//     Metrics and Name. Given to an engine, all but Name are inherited by
+//     its streams (see NewEngine); Name names the engine.
 //
 // An option given where it has no effect is an error wrapping
 // ErrInvalidOption that names it, whatever its value: NewEngine rejects
@@ -175,10 +177,12 @@ type config struct {
 	metrics     *metricsSet
 	concurrency concurrency
 
-	instanceID      string        // InstanceID
-	stopTimeout     time.Duration // StopTimeout; 0: DefaultStopTimeout
-	crashLoopN      int           // CrashLoop; 0: DefaultCrashLoopRestarts
-	crashLoopWindow time.Duration // CrashLoop; 0: DefaultCrashLoopWindow
+	tls             *tls.Config    // TLS
+	sasl            sasl.Mechanism // SASL
+	instanceID      string         // InstanceID
+	stopTimeout     time.Duration  // StopTimeout; 0: DefaultStopTimeout
+	crashLoopN      int            // CrashLoop; 0: DefaultCrashLoopRestarts
+	crashLoopWindow time.Duration  // CrashLoop; 0: DefaultCrashLoopWindow
 
 	set []setOption // the options given, in order
 }
@@ -390,7 +394,8 @@ func MaxPollRecords(n int) Option {
 
 // ClientOptions passes franz-go options through to the stream's client, the
 // way kstreams passes aiokafka keyword arguments through: session timeout,
-// fetch sizes, TLS, SASL, rack, metadata refresh and so on. See franz-go's
+// fetch sizes, rack, metadata refresh and so on (TLS and SASL have options
+// of their own). See franz-go's
 // pkg/kgo/config.go. Repeating the option adds options.
 //
 // The stream sets these itself, after the options given here, so they
@@ -551,6 +556,8 @@ func (p ErrorPolicy) String() string {
 // inherited is what a stream takes from its engine for the options it does
 // not set itself.
 type inherited struct {
+	tls        *tls.Config
+	sasl       sasl.Mechanism
 	brokers    []string
 	clientOpts []kgo.Opt
 	logger     *slog.Logger

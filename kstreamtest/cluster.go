@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gokstreams/kstreams/internal/kafkaenv"
 )
 
 // Cluster is a Kafka cluster for a test or an example program.
@@ -22,6 +24,7 @@ type Cluster struct {
 	brokers []string
 	client  *kgo.Client
 	admin   *kadm.Client
+	secure  []kgo.Opt // TLS and SASL of a cluster named by KAFKA_BROKERS
 
 	closeOnce sync.Once
 }
@@ -95,6 +98,21 @@ func Start(opts ...Option) (*Cluster, error) {
 				c.brokers = append(c.brokers, a)
 			}
 		}
+		// A secured cluster: the same environment as kstream's.
+		tlsCfg, err := kafkaenv.ReadTLS()
+		if err != nil {
+			return nil, fmt.Errorf("kstreamtest: %w", err)
+		}
+		if tlsCfg != nil {
+			c.secure = append(c.secure, kgo.DialTLSConfig(tlsCfg))
+		}
+		mech, err := kafkaenv.ReadSASL()
+		if err != nil {
+			return nil, fmt.Errorf("kstreamtest: %w", err)
+		}
+		if mech != nil {
+			c.secure = append(c.secure, kgo.SASL(mech))
+		}
 	} else {
 		fo := []kfake.Opt{
 			kfake.NumBrokers(o.brokers),
@@ -112,14 +130,14 @@ func Start(opts ...Option) (*Cluster, error) {
 		c.fake = fake
 		c.brokers = fake.ListenAddrs()
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		// Retrying after a "not leader" error waits for a metadata
 		// refresh, by default at most one per 5s.
 		kgo.MetadataMinAge(testMetadataMinAge),
-	)
+	}, c.secure...)...)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("kstreamtest: client: %w", err)
