@@ -125,7 +125,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	}
 	ss.startTopicWatch()
 	if ss.m != nil {
-		ss.m.partitions.add(ss)
+		ss.m.partitions.add(ss, ss.group && in.engine != nil)
 	}
 	ss.log.Debug("stream opened", "brokers", brokers)
 	return ss, nil

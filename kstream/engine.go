@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -198,6 +199,7 @@ type Runnable interface {
 	metricsSet() *metricsSet
 	calledFromListener() bool
 	missingTopics() []string
+	lagSource() (group string, topics []string, pattern *regexp.Regexp)
 }
 
 // Add gives the engine a stream. The stream must have a function (Handle,
@@ -315,6 +317,7 @@ func (e *Engine) Start(ctx context.Context) error {
 
 	e.mu.Lock()
 	e.state = engineRunning
+	registerEngine(e)
 	for _, r := range e.runners {
 		e.startRunner(r)
 	}
@@ -410,6 +413,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("kstream: engine %q: sends or SendAsync done functions still running %v after the producer closed", e.name, sendDrainTimeout))
 	}
 
+	unregisterEngine(e)
 	forgetStreams(ts)
 	e.cfg.metrics.forgetEngine(e.name)
 	e.mu.Lock()

@@ -556,6 +556,7 @@ func (p ErrorPolicy) String() string {
 // inherited is what a stream takes from its engine for the options it does
 // not set itself.
 type inherited struct {
+	engine     *Engine // the engine running the stream, nil for one ranged directly
 	tls        *tls.Config
 	sasl       sasl.Mechanism
 	brokers    []string
