@@ -39,8 +39,8 @@ type StreamHealth struct {
 	// (3 times within a minute by default).
 	CrashLoop bool `json:"crash_loop"`
 	// MissingTopics are the stream's topics the brokers did not know at
-	// the stream's last check (made soon after it opens, then every 2
-	// seconds while some are missing, every 30 seconds otherwise).
+	// the stream's last check (made soon after it opens, then every
+	// second while some are missing, every 30 seconds otherwise).
 	MissingTopics []string `json:"missing_topics,omitempty"`
 }
 

@@ -81,7 +81,7 @@ func TestHealthMissingTopics(t *testing.T) {
 
 func TestHealthCrashLoop(t *testing.T) {
 	e := newEnv(t, 1, 1)
-	eng := e.engine(kstream.CrashLoop(3, 3*time.Second))
+	eng := e.engine(kstream.CrashLoop(3, 2*time.Second))
 	var calls atomic.Int32
 	third := make(chan struct{})
 	eng.Add(e.engineStream(e.topic, "loop", kstream.OnError(kstream.ErrorPolicyRestart)).Handle(func(ctx context.Context, rec kstream.Record[string]) error {

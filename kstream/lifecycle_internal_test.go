@@ -2,6 +2,7 @@ package kstream
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +59,9 @@ func TestCloseFromListenerLeavesTheMetricsCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Open(ctx); err != nil {
+	// The first assignment, and so the listener's Close, may come before
+	// Open returns: Open then returns ErrClosed, as documented.
+	if err := s.Open(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		t.Fatal(err)
 	}
 	pcoll := s.cfg.metrics.partitions
@@ -67,14 +70,14 @@ func TestCloseFromListenerLeavesTheMetricsCollector(t *testing.T) {
 		defer pcoll.mu.Unlock()
 		return len(pcoll.sessions)
 	}
-	if n := sessions(); n != 1 {
-		t.Fatalf("%d sessions in the collector after Open, want 1", n)
+	if n := sessions(); n > 1 {
+		t.Fatalf("%d sessions in the collector after Open, want at most 1", n)
 	}
 	ranged := make(chan struct{})
 	go func() {
 		defer close(ranged)
 		for _, err := range s.Records(ctx) {
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrClosed) { // closed before the range began
 				t.Error(err)
 				return
 			}

@@ -19,7 +19,7 @@ import (
 // deleted under the stream).
 var (
 	missingFirstCheck    = 500 * time.Millisecond
-	missingCheckInterval = 2 * time.Second
+	missingCheckInterval = time.Second
 	presentCheckInterval = 30 * time.Second
 )
 
