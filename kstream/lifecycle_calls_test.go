@@ -454,8 +454,10 @@ func errString(err error) string {
 // Engine.Stop | SendAsync done callback: not allowed. Stop closes the
 // producer and waits for every done function, this one included, so it
 // cannot finish: it gives up at its deadline plus the five seconds it
-// waits for done functions, with an error.
+// waits for done functions (shortened here), with an error.
 func TestCallsStopFromSendAsyncDoneFails(t *testing.T) {
+	restore := kstream.SetSendDrainTimeout(300 * time.Millisecond)
+	defer restore()
 	e := newEnv(t, 1, 1)
 	eng := e.engine()
 	if err := eng.Start(e.ctx); err != nil {
@@ -470,8 +472,8 @@ func TestCallsStopFromSendAsyncDoneFails(t *testing.T) {
 	})
 	err := <-errc
 	took := time.Since(start)
-	if err == nil || took > 8*time.Second {
-		t.Fatalf("Stop from done: %v after %v, want an error after its deadline and the 5 s wait for done functions", err, took)
+	if err == nil || took > 3*time.Second {
+		t.Fatalf("Stop from done: %v after %v, want an error after its deadline and the wait for done functions", err, took)
 	}
 	t.Logf("Stop from done: %v after %v", err, took)
 }

@@ -99,20 +99,11 @@ func Start(opts ...Option) (*Cluster, error) {
 			}
 		}
 		// A secured cluster: the same environment as kstream's.
-		tlsCfg, err := kafkaenv.ReadTLS()
+		secure, err := securityFromEnv()
 		if err != nil {
-			return nil, fmt.Errorf("kstreamtest: %w", err)
+			return nil, err
 		}
-		if tlsCfg != nil {
-			c.secure = append(c.secure, kgo.DialTLSConfig(tlsCfg))
-		}
-		mech, err := kafkaenv.ReadSASL()
-		if err != nil {
-			return nil, fmt.Errorf("kstreamtest: %w", err)
-		}
-		if mech != nil {
-			c.secure = append(c.secure, kgo.SASL(mech))
-		}
+		c.secure = secure
 	} else {
 		fo := []kfake.Opt{
 			kfake.NumBrokers(o.brokers),
@@ -267,3 +258,39 @@ func (c *Cluster) waitTopic(ctx context.Context, name string, partitions int32) 
 // testMetadataMinAge lets clients refresh metadata soon after an error such
 // as NOT_LEADER_FOR_PARTITION, instead of franz-go's 5s.
 const testMetadataMinAge = 100 * time.Millisecond
+
+// NewClient returns a franz-go client of brokers with opts, for a program's
+// or a test's own producing and consuming beside its streams. With TLS or
+// SASL in the environment (KAFKA_TLS, KAFKA_TLS_CA_FILE,
+// KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, read as
+// kstream reads them) it dials and authenticates so, so that a program
+// runs against a secured cluster named by KAFKA_BROKERS unchanged.
+func NewClient(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	secure, err := securityFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	all := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, secure...)
+	return kgo.NewClient(append(all, opts...)...)
+}
+
+// securityFromEnv returns the client options of the environment's TLS and
+// SASL settings.
+func securityFromEnv() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	tlsCfg, err := kafkaenv.ReadTLS()
+	if err != nil {
+		return nil, fmt.Errorf("kstreamtest: %w", err)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	mech, err := kafkaenv.ReadSASL()
+	if err != nil {
+		return nil, fmt.Errorf("kstreamtest: %w", err)
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
+	}
+	return opts, nil
+}
