@@ -389,3 +389,34 @@ func TestKstreamtestOnSecuredClusterFromEnvironment(t *testing.T) {
 	}
 	roundTrip(t, c.Brokers())
 }
+
+// TLS and SASL given to a stream ranged directly (no engine).
+func TestTLSAndSASLOptionsOnAStream(t *testing.T) {
+	ca := newTestCA(t)
+	brokers := secureCluster(t, append(saslClusterOpts(), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.server}}))...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	secure := []kstream.Option{kstream.TLS(&tls.Config{RootCAs: ca.pool}), kstream.SASL(mechanism("SCRAM-SHA-256", "bob", "bob-secret"))}
+	eng, err := kstream.NewEngine(append([]kstream.Option{kstream.Brokers(brokers...), kstream.Logger(testLogger(t))}, secure...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Stop(context.Background())
+	if _, err := eng.Send(ctx, "secure", []byte("direct")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := kstream.NewStream(codec.String(), append([]kstream.Option{kstream.Brokers(brokers...), kstream.Topics("secure"), kstream.Logger(testLogger(t))}, secure...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := take(t, ctx, s, 1); got[0].Value != "direct" {
+		t.Fatalf("got %q", got[0].Value)
+	}
+}
