@@ -22,7 +22,7 @@ import (
 //
 // Lifecycle: NewStream validates and does no I/O. Open connects and joins the
 // group; Close commits what was processed, leaves the group and releases
-// every goroutine; Open after Close starts again as a new group member from
+// every goroutine (Shutdown does the same bounded by a context); Open after Close starts again as a new group member from
 // the committed offsets. Use wraps Open, a function and Close. Ranging over a
 // stream that was never opened opens it for the duration of that loop.
 //
