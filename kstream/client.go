@@ -15,6 +15,10 @@ import (
 
 func openSession(ctx context.Context, cfg *config, name string, in inherited, publish func(*session)) (*session, error) {
 	brokers, clientOpts, logger := cfg.connection(in)
+	secure, err := cfg.security(in)
+	if err != nil {
+		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
+	}
 	ss := &session{
 		cfg:        cfg,
 		name:       name,
@@ -66,7 +70,11 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		// (bufferLocked drops them).
 		opts = append(opts, kgo.KeepControlRecords())
 	}
-	opts = append(opts, ss.m.clientOpts(name)...)
+	// A client ID of its own, so that two clients never share kprom
+	// series, broker quotas or log lines (ClientOptions may override it).
+	opts = append(opts, kgo.ClientID(newClientID(name)))
+	opts = append(opts, ss.m.clientOpts()...)
+	opts = append(opts, secure...)
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)
@@ -86,6 +94,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 			kgo.AdjustFetchOffsetsFn(ss.adjustOffsets),
 			kgo.AutoCommitCallback(ss.onAutoCommit),
 		)
+		if cfg.instanceID != "" {
+			opts = append(opts, kgo.InstanceID(cfg.instanceID))
+		}
 		if cfg.manual {
 			opts = append(opts, kgo.DisableAutoCommit())
 		} else {
@@ -117,7 +128,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	}
 	if err := cl.Ping(ctx); err != nil {
 		ss.closeUnopened()
-		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, err)
+		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, explainConnErr(err, cfg.usesTLS(in), cfg.usesSASL(in)))
 	}
 	if ss.ctl.b.bounded && !ss.group {
 		if err := ss.captureBounds(ctx); err != nil {
@@ -137,8 +148,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	if !ss.group && len(ss.initialLeft) > 0 {
 		ss.dropUnknownInitialPartitions(ctx)
 	}
+	ss.startTopicWatch()
 	if ss.m != nil {
-		ss.m.partitions.add(ss)
+		ss.m.partitions.add(ss, ss.group && in.engine != nil)
 	}
 	ss.log.Debug("stream opened", "brokers", brokers)
 	return ss, nil

@@ -13,54 +13,74 @@ import (
 )
 
 // close commits what was processed (default mode), leaves the group and
-// closes the client. Records polled but not processed, and the record in
-// flight, are not committed.
+// closes the client, within timeout. Records polled but not processed, and
+// the record in flight, are not committed.
 //
 // close closes the session once; a concurrent or later call waits for the
 // first to finish and returns nil, except from one of the session's
 // listeners: the close in progress waits for that callback to return, so
 // the call returns at once.
 func (ss *session) close(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return ss.closeCtx(ctx)
+}
+
+// closeCtx is close bounded by ctx: when ctx ends, the close in progress
+// gives up on the brokers (its client is aborted) and a caller waiting for
+// another's close stops waiting.
+func (ss *session) closeCtx(ctx context.Context) error {
 	first := false
 	ss.closeOnce.Do(func() { first = true })
 	if first {
-		ss.closeErr = ss.doClose(timeout)
+		ss.closeErr = ss.doClose(ctx)
 		close(ss.closed)
 		return ss.closeErr
 	}
 	if ss.calledFromListener() {
 		return nil
 	}
-	<-ss.closed
+	select {
+	case <-ss.closed:
+	case <-ctx.Done():
+		return fmt.Errorf("kstream: stream %q: waiting for a close in progress: %w", ss.name, ctx.Err())
+	}
 	// A first close from a listener returned without waiting for the
 	// leave; this caller waits for it, as Close from any other goroutine
 	// does.
-	ss.waitLeft(timeout)
-	return nil
+	return ss.waitLeft(ctx)
 }
 
 // closeGrace is how long a close waits, after its deadline aborted the
 // client, for a rebalance listener that ignores its ctx to return.
 const closeGrace = time.Second
 
-// waitLeft waits until the client has closed, at most timeout plus
-// closeGrace, and logs when it gives up.
-func (ss *session) waitLeft(timeout time.Duration) {
-	t := time.NewTimer(timeout + closeGrace)
+// waitLeft waits until the client has closed, until ctx ends plus
+// closeGrace at most.
+func (ss *session) waitLeft(ctx context.Context) error {
+	select {
+	case <-ss.left:
+		return nil
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(closeGrace)
 	defer t.Stop()
 	select {
 	case <-ss.left:
+		return nil
 	case <-t.C:
 		ss.log.Error("the client did not close: a rebalance listener is still running and ignores its ctx; the client closes when it returns")
+		return fmt.Errorf("kstream: stream %q: leaving the group did not finish before the close deadline: a rebalance listener is still running", ss.name)
 	}
 }
 
-func (ss *session) doClose(timeout time.Duration) error {
+func (ss *session) doClose(parent context.Context) error {
 	ss.closing.Store(true)
 	ss.stopFetching()
 	ss.stopPushTimer()
+	ss.stopTopicWatch()
 	// One deadline for the final commit and for leaving the group.
-	ctx, stop := ss.closeDeadline(timeout)
+	ctx, stop := ss.closeDeadline(parent)
 	defer stop()
 	var err error
 	if ss.group && !ss.manual {
@@ -72,8 +92,12 @@ func (ss *session) doClose(timeout time.Duration) error {
 	if ss.m != nil {
 		defer ss.m.partitions.remove(ss)
 	}
-	if !ss.closeClient(ctx) {
+	waited, left := ss.closeClient(ctx)
+	if !waited {
 		return err
+	}
+	if !left && err == nil && parent.Err() != nil {
+		err = fmt.Errorf("kstream: stream %q: leaving the group did not finish before the close deadline: %w", ss.name, parent.Err())
 	}
 	// A timer push that started before Stop holds pushMu until it is done.
 	ss.pushMu.Lock()
@@ -82,15 +106,17 @@ func (ss *session) doClose(timeout time.Duration) error {
 	return err
 }
 
-// closeDeadline returns a context that ends after timeout and, when it
-// does, cancels the client's own context, so that requests to an
-// unresponsive broker, and commits queued behind them (franz-go's commit
-// lock does not watch our context), give up. stop releases it without
-// aborting: returning is no reason to abort.
-func (ss *session) closeDeadline(timeout time.Duration) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithTimeout(ss.abortCtx, timeout)
+// closeDeadline returns a context that ends with parent and, when it does,
+// cancels the client's own context, so that requests to an unresponsive
+// broker, and commits queued behind them (franz-go's commit lock does not
+// watch our context), give up. stop releases it without aborting:
+// returning is no reason to abort.
+func (ss *session) closeDeadline(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(ss.abortCtx)
+	stopParent := context.AfterFunc(parent, cancel)
 	stopAbort := context.AfterFunc(ctx, ss.abort)
 	return ctx, func() {
+		stopParent()
 		stopAbort()
 		cancel()
 	}
@@ -106,18 +132,20 @@ func (ss *session) closeDeadline(timeout time.Duration) (ctx context.Context, st
 // goroutine that may outlive the wait is the one closing the client under
 // a listener that ignores its ctx past the deadline: it ends when the
 // listener returns.
-func (ss *session) closeClient(ctx context.Context) (waited bool) {
+func (ss *session) closeClient(ctx context.Context) (waited, left bool) {
 	go func() {
 		ss.client().CloseAllowingRebalance()
 		ss.leftOnce.Do(func() { close(ss.left) })
 	}()
 	if ss.calledFromListener() {
 		ss.log.Debug("closing from a listener callback; the client closes when it returns")
-		return false
+		return false, false
 	}
+	left = true
 	select {
 	case <-ss.left:
 	case <-ctx.Done():
+		left = false
 		ss.log.Warn("leaving the group did not finish before the close deadline; closing without it")
 		// The deadline aborted the client: it gives up at once, unless a
 		// rebalance listener that ignores its ctx (the client's, now
@@ -131,14 +159,16 @@ func (ss *session) closeClient(ctx context.Context) (waited bool) {
 		t.Stop()
 	}
 	ss.abort()
-	return true
+	return true, left
 }
 
 // closeUnopened closes the client of a session that failed to open: the
 // group may have been joined already, and a listener may be running.
 func (ss *session) closeUnopened() {
 	ss.stopFetching()
-	ctx, stop := ss.closeDeadline(DefaultCloseTimeout)
+	parent, cancel := context.WithTimeout(context.Background(), DefaultCloseTimeout)
+	defer cancel()
+	ctx, stop := ss.closeDeadline(parent)
 	defer stop()
 	ss.closeClient(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -31,7 +32,8 @@ var (
 )
 
 // DefaultStopTimeout bounds a graceful stop when the context given to Stop
-// has no deadline of its own, and the stop that Run makes.
+// has no deadline of its own, and the stop that Run makes, unless the
+// engine's StopTimeout says otherwise.
 const DefaultStopTimeout = 30 * time.Second
 
 // Restart backoff of ErrorPolicyRestart: it starts at the minimum, doubles
@@ -104,12 +106,14 @@ const (
 )
 
 // NewEngine returns an engine. It takes the options that apply to all of
-// its streams: Brokers, Logger, OnError and Metrics (each inherited by a
-// stream that does not set its own), ClientOptions (applied to every stream
-// and to the producer, before a stream's own ClientOptions, which override
-// them) and Name (the engine's title, used in logs). An option of streams
-// only (Topics, Group, ResetOffset, ...) is an error wrapping
-// ErrInvalidOption that names it, whatever its value.
+// its streams: Brokers, TLS, SASL, Logger, OnError and Metrics (each used
+// by the producer where it applies, and inherited by a stream that does
+// not set its own), ClientOptions (applied to every stream and to the
+// producer, before a stream's own ClientOptions, which override them), the
+// engine's own StopTimeout and CrashLoop, and Name (the engine's title,
+// used in logs). An option of streams only (Topics, Group, ResetOffset,
+// ...) is an error wrapping ErrInvalidOption that names it, whatever its
+// value.
 func NewEngine(opts ...Option) (*Engine, error) {
 	e := &Engine{inflight: sendCount{idle: make(chan struct{}, 1)}}
 	for _, o := range opts {
@@ -196,6 +200,8 @@ type Runnable interface {
 	forceClose() error
 	metricsSet() *metricsSet
 	calledFromListener() bool
+	missingTopics() []string
+	lagSource() (group string, topics []string, pattern *regexp.Regexp)
 }
 
 // Add gives the engine a stream. The stream must have a function (Handle,
@@ -248,7 +254,7 @@ func (e *Engine) Remove(ctx context.Context, s Runnable) error {
 	ts := stopTargetsLocked([]*runner{r})
 	e.mu.Unlock()
 	fromCtx, goroutine := callerRun(ctx)
-	ctx, cancel := withDefaultDeadline(ctx)
+	ctx, cancel := e.withStopDeadline(ctx)
 	defer cancel()
 	errs := e.stopRunners(ctx, ts, fromCtx, goroutine)
 	forgetStreams(ts)
@@ -276,13 +282,19 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	brokers, opts, _ := e.cfg.connection(inherited{})
+	secure, err := e.cfg.security(inherited{})
+	if err != nil {
+		return fail(fmt.Errorf("kstream: engine %q: producer: %w", e.name, err))
+	}
 	popts := append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(newKgoLogger(e.log)),
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.ProducerLinger(0), // Send waits for each record: see producer.go
-	}, e.cfg.metrics.clientOpts(e.name+"-producer")...)
+		kgo.ClientID(newClientID(e.name + "-producer")),
+	}, e.cfg.metrics.clientOpts()...)
+	popts = append(popts, secure...)
 	popts = append(popts, opts...)
 	producer, err := kgo.NewClient(popts...)
 	if err != nil {
@@ -290,7 +302,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	if err := producer.Ping(ctx); err != nil {
 		producer.Close()
-		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, err))
+		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, explainConnErr(err, e.cfg.usesTLS(inherited{}), e.cfg.usesSASL(inherited{}))))
 	}
 	e.mu.Lock()
 	e.producer, e.sendsClosed = producer, false
@@ -308,6 +320,7 @@ func (e *Engine) Start(ctx context.Context) error {
 
 	e.mu.Lock()
 	e.state = engineRunning
+	registerEngine(e)
 	for _, r := range e.runners {
 		e.startRunner(r)
 	}
@@ -375,7 +388,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	defer close(stopped)
 
 	fromCtx, goroutine := callerRun(ctx)
-	ctx, cancel := withDefaultDeadline(ctx)
+	ctx, cancel := e.withStopDeadline(ctx)
 	defer cancel()
 	var errs []error
 	if err := e.runHooks(ctx, hookOnStop, false); err != nil {
@@ -403,6 +416,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("kstream: engine %q: sends or SendAsync done functions still running %v after the producer closed", e.name, sendDrainTimeout))
 	}
 
+	unregisterEngine(e)
 	forgetStreams(ts)
 	e.cfg.metrics.forgetEngine(e.name)
 	e.mu.Lock()
@@ -441,10 +455,11 @@ func (e *Engine) calledFromStreamLocked(ctx context.Context) bool {
 // Run starts the engine, waits until ctx is done, a crash with
 // ErrorPolicyStopEngine or ErrorPolicyStopApplication asks it to stop, or
 // a bounded stream (StopAtEnd) has finished and every other stream has
-// finished or stopped too, and stops it gracefully within
-// DefaultStopTimeout. It returns nil after ctx is canceled, after every
-// stream finished and after an ErrorPolicyStopEngine crash; after an
-// ErrorPolicyStopApplication crash it returns an error wrapping the stream's.
+// finished or stopped too, and stops it gracefully within the engine's
+// StopTimeout (DefaultStopTimeout unless set). It returns nil after ctx is
+// canceled, after every stream finished and after an ErrorPolicyStopEngine
+// crash; after an ErrorPolicyStopApplication crash it returns an error
+// wrapping the stream's.
 // Errors of Start and of the graceful stop are returned too.
 func (e *Engine) Run(ctx context.Context) error {
 	startErr := e.Start(ctx)
@@ -463,7 +478,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-finished: // every stream finished (StopAtEnd) or stopped
 		}
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), e.cfg.stopTimeoutOr())
 	defer cancel()
 	err := e.Stop(stopCtx)
 	e.mu.Lock()
@@ -487,7 +502,7 @@ func (e *Engine) requestStop(cause error) {
 	// Stop the whole engine, also when it was started with Start rather
 	// than Run (Run waits for this stop instead of making its own).
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.stopTimeoutOr())
 		defer cancel()
 		if err := e.Stop(ctx); err != nil {
 			e.log.Error("stopping the engine after a crash", "err", err)
@@ -495,9 +510,11 @@ func (e *Engine) requestStop(cause error) {
 	}()
 }
 
-func withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+// withStopDeadline bounds ctx by the engine's StopTimeout if it has no
+// deadline of its own.
+func (e *Engine) withStopDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, DefaultStopTimeout)
+	return context.WithTimeout(ctx, e.cfg.stopTimeoutOr())
 }

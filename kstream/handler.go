@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"runtime/debug"
 	"time"
 )
@@ -125,7 +126,7 @@ func (s *Stream[T]) attach(e *Engine) error {
 		return fmt.Errorf("%w: stream %q: HandleBatches: wait must not be negative, got %v", ErrInvalidOption, s.name, s.fn.batchWait)
 	}
 	s.eng = e
-	s.inherited = inherited{brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
+	s.inherited = inherited{engine: e, tls: e.cfg.tls, sasl: e.cfg.sasl, brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
 	s.state = stateNew
 	return nil
 }
@@ -195,6 +196,24 @@ func (s *Stream[T]) calledFromListener() bool {
 	ss, closing := s.currentSessionLocked(), s.closingSS
 	s.mu.Unlock()
 	return (ss != nil && ss.calledFromListener()) || (closing != nil && closing.calledFromListener())
+}
+
+// missingTopics returns the stream's topics that did not exist at the open
+// session's last check.
+func (s *Stream[T]) missingTopics() []string {
+	s.mu.Lock()
+	ss := s.sess
+	s.mu.Unlock()
+	if ss == nil {
+		return nil
+	}
+	return ss.missingTopics()
+}
+
+// lagSource returns what the engine's metrics read the stream's lag
+// from: its group, and its topics or pattern.
+func (s *Stream[T]) lagSource() (group string, topics []string, pattern *regexp.Regexp) {
+	return s.cfg.group, s.cfg.topics, s.cfg.patternRe
 }
 
 // currentSessionLocked returns the open session or, during an Open, the

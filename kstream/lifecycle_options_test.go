@@ -2,11 +2,14 @@ package kstream_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"iter"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/kstream"
@@ -36,6 +39,7 @@ func TestLifecycleNewEngineRejectsEveryStreamOption(t *testing.T) {
 		{kstream.Listener(noListener), "Listener"},
 		{kstream.PartitionConcurrency(1), "PartitionConcurrency"},
 		{kstream.KeyConcurrency(1), "KeyConcurrency"},
+		{kstream.InstanceID("i"), "InstanceID"},
 	} {
 		_, err := kstream.NewEngine(kstream.Brokers("localhost:9092"), tc.opt)
 		if !errors.Is(err, kstream.ErrInvalidOption) || !strings.Contains(err.Error(), tc.name) {
@@ -44,7 +48,9 @@ func TestLifecycleNewEngineRejectsEveryStreamOption(t *testing.T) {
 	}
 	// The options of both are accepted.
 	if _, err := kstream.NewEngine(kstream.Brokers("localhost:9092"), kstream.Name("e"), kstream.ClientOptions(),
-		kstream.Logger(testLogger(t)), kstream.OnError(kstream.ErrorPolicyStop)); err != nil {
+		kstream.Logger(testLogger(t)), kstream.OnError(kstream.ErrorPolicyStop),
+		kstream.TLS(&tls.Config{}), kstream.SASL(plain.Auth{User: "u", Pass: "p"}.AsMechanism()),
+		kstream.StopTimeout(time.Second), kstream.CrashLoop(3, time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -58,6 +64,7 @@ func TestLifecycleNewStreamRejectsGroupOptionsWithoutGroup(t *testing.T) {
 	}{
 		{kstream.Listener(noListener), "Listener"},
 		{kstream.ManualCommit(), "ManualCommit"},
+		{kstream.InstanceID("i"), "InstanceID"},
 	} {
 		_, err := kstream.NewStream(codec.String(), kstream.Topics("t"), tc.opt)
 		if !errors.Is(err, kstream.ErrInvalidOption) || !strings.Contains(err.Error(), tc.name) || !strings.Contains(err.Error(), "Group") {

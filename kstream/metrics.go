@@ -19,11 +19,17 @@ import (
 // unique per registry. See docs/metrics.md for the list.
 //
 // Per-partition gauges (committed, position, highwater, lag, position lag)
-// are computed when the registry is scraped, from what the stream already
-// knows: the high watermark of its last fetch and its commits. They cost
-// nothing per record and make no broker round trip. They exist while the
-// partition is assigned: revoked and lost partitions, closed streams and
-// stopped engines leave no series behind.
+// are computed when the registry is scraped. For a stream run by an engine,
+// with a group, committed and lag are read from the group on the brokers
+// (at most every 2 s per group, a scrape waiting at most 3 s), so they
+// cover every partition of its topics and stay, growing, while the stream
+// is crashed or stopped, until the engine removes it or stops; the engine
+// also reports kstreams_stream_up per stream, 1 while it runs and 0 after a
+// crash. The others (all five for a stream ranged directly) come from what
+// the stream already knows, the high watermark of its last fetch and its
+// commits, cost nothing per record and make no broker round trip, and exist
+// while the partition is assigned: revoked and lost partitions and closed
+// streams leave no series behind.
 func Metrics(reg prometheus.Registerer) Option {
 	return optionFunc(func(c *config) error {
 		if reg == nil {
@@ -90,6 +96,7 @@ func metricsFor(reg prometheus.Registerer) (*metricsSet, error) {
 		sendErrors: counter("send_errors_total", "Records an engine failed to send.", "engine", "topic"),
 		partitions: newPartitionCollector(),
 	}
+	m.partitions.m = m
 	for _, c := range []prometheus.Collector{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances,
 		m.crashes, m.restarts, m.handlerSeconds, m.sent, m.sendErrors, m.partitions} {
 		if err := reg.Register(c); err != nil {
@@ -100,15 +107,19 @@ func metricsFor(reg prometheus.Registerer) (*metricsSet, error) {
 	return m, nil
 }
 
-// clientOpts returns the options that give a franz-go client a unique
-// client ID and kprom metrics on the registry.
-func (m *metricsSet) clientOpts(name string) []kgo.Opt {
+// newClientID returns a client ID no other client of the process has:
+// "kstreams-<name>-<n>", name being the stream's (or "<engine>-producer").
+func newClientID(name string) string {
+	return fmt.Sprintf("kstreams-%s-%d", name, clientSeq.Add(1))
+}
+
+// clientOpts returns the options that give a franz-go client kprom metrics
+// on the registry, labelled by its client ID.
+func (m *metricsSet) clientOpts() []kgo.Opt {
 	if m == nil {
 		return nil
 	}
-	id := fmt.Sprintf("kstreams-%s-%d", name, clientSeq.Add(1))
 	return []kgo.Opt{
-		kgo.ClientID(id),
 		kgo.WithHooks(kprom.NewMetrics("kstreams", kprom.Subsystem("kgo"), kprom.Registerer(m.reg), kprom.WithClientLabel())),
 	}
 }
@@ -138,10 +149,16 @@ func (m *metricsSet) forgetEngine(name string) {
 // partitionCollector emits the per-partition gauges of every open session
 // on its registry, read at scrape time.
 type partitionCollector struct {
-	mu       sync.Mutex
-	sessions map[*session]struct{}
+	m *metricsSet
 
-	committed, position, highwater, lag, positionLag *prometheus.Desc
+	mu sync.Mutex
+	// sessions are the open sessions; true for those of a stream run by
+	// an engine with a group, whose committed offsets and lag come from
+	// the group instead (collectEngines).
+	sessions map[*session]bool
+	lags     groupLags
+
+	committed, position, highwater, lag, positionLag, up *prometheus.Desc
 }
 
 func newPartitionCollector() *partitionCollector {
@@ -150,7 +167,9 @@ func newPartitionCollector() *partitionCollector {
 		return prometheus.NewDesc("kstreams_"+name, help, labels, nil)
 	}
 	return &partitionCollector{
-		sessions:    map[*session]struct{}{},
+		sessions:    map[*session]bool{},
+		lags:        groupLags{readings: map[groupLagKey]*groupLagReading{}},
+		up:          prometheus.NewDesc("kstreams_stream_up", "1 while the engine's stream is running, 0 while it is crashed, restarting, stopping or stopped.", []string{"stream"}, nil),
 		committed:   desc("committed_offset", "Offset committed for the partition by its group (the next record to process after a restart)."),
 		position:    desc("position", "Offset after the last record the stream yielded from the partition."),
 		highwater:   desc("highwater", "High watermark of the partition as of the stream's last fetch."),
@@ -159,10 +178,12 @@ func newPartitionCollector() *partitionCollector {
 	}
 }
 
-func (pc *partitionCollector) add(ss *session) {
+// add makes ss's partitions reported; fromGroup says that its committed
+// offsets and lag are reported from its group by collectEngines.
+func (pc *partitionCollector) add(ss *session, fromGroup bool) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	pc.sessions[ss] = struct{}{}
+	pc.sessions[ss] = fromGroup
 }
 
 func (pc *partitionCollector) remove(ss *session) {
@@ -172,16 +193,19 @@ func (pc *partitionCollector) remove(ss *session) {
 }
 
 func (pc *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pc.committed, pc.position, pc.highwater, pc.lag, pc.positionLag} {
+	for _, d := range []*prometheus.Desc{pc.committed, pc.position, pc.highwater, pc.lag, pc.positionLag, pc.up} {
 		ch <- d
 	}
 }
 
 func (pc *partitionCollector) Collect(ch chan<- prometheus.Metric) {
+	pc.collectEngines(ch)
 	pc.mu.Lock()
 	sessions := make([]*session, 0, len(pc.sessions))
-	for ss := range pc.sessions {
+	fromGroup := make(map[*session]bool, len(pc.sessions))
+	for ss, g := range pc.sessions {
 		sessions = append(sessions, ss)
+		fromGroup[ss] = g
 	}
 	pc.mu.Unlock()
 	for _, ss := range sessions {
@@ -193,7 +217,7 @@ func (pc *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(pc.highwater, p.highwater)
 			gauge(pc.position, p.position)
 			gauge(pc.positionLag, max(p.highwater-p.position, 0))
-			if p.committed >= 0 {
+			if p.committed >= 0 && !fromGroup[ss] {
 				gauge(pc.committed, p.committed)
 				gauge(pc.lag, max(p.highwater-p.committed, 0))
 			}

@@ -1,6 +1,7 @@
 package kstream
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,17 +10,19 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 )
 
 // Option configures a Stream (NewStream) or an Engine (NewEngine). Each
 // option has a scope, given in its documentation:
 //
 //   - options of streams: Topics, TopicPattern, Group, InitialOffsets,
-//     ManualCommit, Listener, ResetOffset, MaxPollRecords,
+//     ManualCommit, Listener, ResetOffset, MaxPollRecords, InstanceID,
 //     PartitionConcurrency, KeyConcurrency, StartAt and StopAtEnd;
-//   - options of both: Brokers, ClientOptions, Logger, OnError, Metrics and
-//     Name. Given to an engine, the first five are inherited by its streams
-//     (see NewEngine); Name names the engine.
+//   - options of engines: StopTimeout and CrashLoop;
+//   - options of both: Brokers, TLS, SASL, ClientOptions, Logger, OnError,
+//     Metrics and Name. Given to an engine, all but Name are inherited by
+//     its streams (see NewEngine); Name names the engine.
 //
 // An option given where it has no effect is an error wrapping
 // ErrInvalidOption that names it, whatever its value: NewEngine rejects
@@ -173,6 +176,13 @@ type config struct {
 	onErrorSet  bool
 	metrics     *metricsSet
 	concurrency concurrency
+
+	tls             *tls.Config    // TLS
+	sasl            sasl.Mechanism // SASL
+	instanceID      string         // InstanceID
+	stopTimeout     time.Duration  // StopTimeout; 0: DefaultStopTimeout
+	crashLoopN      int            // CrashLoop; 0: DefaultCrashLoopRestarts
+	crashLoopWindow time.Duration  // CrashLoop; 0: DefaultCrashLoopWindow
 
 	set []setOption // the options given, in order
 
@@ -330,6 +340,32 @@ func Listener(l RebalanceListener) Option {
 	}}
 }
 
+// InstanceID makes the stream a static member of its group (KIP-345,
+// Kafka's group.instance.id), with id as its instance ID; without it the
+// stream is a dynamic member with a new identity each time it opens.
+//
+// A dynamic member that dies without leaving its group (a crash, a killed
+// pod) keeps its partitions until its session times out (45 s by default,
+// kgo.SessionTimeout), and the group cannot finish a rebalance meanwhile, so
+// a replacement waits that long. A static member that opens again with
+// the same id takes its place at once, with the same partitions and no
+// rebalance. In exchange, a static member does not leave its group when it
+// closes: its partitions wait for it (and are not consumed) until it comes
+// back or its session times out, so raise the session timeout to cover a
+// restart. Each member of a group needs an id of its own that stays the
+// same across its restarts: a Kubernetes StatefulSet's pod name, say. Two
+// live members with one id fence each other. It is an option of streams,
+// and needs Group.
+func InstanceID(id string) Option {
+	return option{name: "InstanceID", scope: forStreams, fn: func(c *config) error {
+		if strings.TrimSpace(id) == "" {
+			return fmt.Errorf("%w: InstanceID: empty id", ErrInvalidOption)
+		}
+		c.instanceID = id
+		return nil
+	}}
+}
+
 // ResetOffset sets where to start when the group has no committed offset for
 // a partition, or the committed offset is out of range (Kafka's
 // auto.offset.reset), overriding the default Earliest. It is an option of
@@ -360,7 +396,8 @@ func MaxPollRecords(n int) Option {
 
 // ClientOptions passes franz-go options through to the stream's client, the
 // way kstreams passes aiokafka keyword arguments through: session timeout,
-// fetch sizes, TLS, SASL, rack, metadata refresh and so on. See franz-go's
+// fetch sizes, rack, metadata refresh and so on (TLS and SASL have options
+// of their own). See franz-go's
 // pkg/kgo/config.go. Repeating the option adds options.
 //
 // The stream sets these itself, after the options given here, so they
@@ -407,6 +444,73 @@ func OnError(p ErrorPolicy) Option {
 		c.onError, c.onErrorSet = p, true
 		return nil
 	}}
+}
+
+// StopTimeout bounds an engine's graceful stop, overriding
+// DefaultStopTimeout (30 s): the stop that Run makes when its context is
+// canceled (or a crash stops the engine), and a Stop or Remove whose
+// context has no deadline. Within it the streams finish the record in hand,
+// commit and leave their groups, and the producer flushes. At the deadline
+// the handlers' contexts are canceled; a handler that still has not
+// returned a second later has its stream closed under it (commit and leave
+// within five seconds more), so Run returns within d plus those allowances
+// at worst. Set it below Kubernetes' terminationGracePeriodSeconds (30 s by
+// default) minus a few seconds. It is an option of engines; it is the Go
+// form of Kafka Streams' close timeout.
+func StopTimeout(d time.Duration) Option {
+	return option{name: "StopTimeout", scope: forEngines, fn: func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: StopTimeout: must be positive, got %v", ErrInvalidOption, d)
+		}
+		c.stopTimeout = d
+		return nil
+	}}
+}
+
+// stopTimeoutOr returns the engine's StopTimeout, else DefaultStopTimeout.
+func (c *config) stopTimeoutOr() time.Duration {
+	if c.stopTimeout > 0 {
+		return c.stopTimeout
+	}
+	return DefaultStopTimeout
+}
+
+// CrashLoop sets when an engine's health reports a stream restarting in a
+// loop: after restarts restarts (by ErrorPolicyRestart) within the window,
+// overriding DefaultCrashLoopRestarts (3) within DefaultCrashLoopWindow (a
+// minute). Such a stream is unhealthy (StreamHealth.CrashLoop, and a 503
+// from HealthHandler) until fewer restarts than that fall within the
+// window; before its restarts-th restart it is not. It is an option of
+// engines; Kafka has no such setting.
+func CrashLoop(restarts int, within time.Duration) Option {
+	return option{name: "CrashLoop", scope: forEngines, fn: func(c *config) error {
+		if restarts <= 0 {
+			return fmt.Errorf("%w: CrashLoop: restarts must be positive, got %d", ErrInvalidOption, restarts)
+		}
+		if within <= 0 {
+			return fmt.Errorf("%w: CrashLoop: window must be positive, got %v", ErrInvalidOption, within)
+		}
+		c.crashLoopN, c.crashLoopWindow = restarts, within
+		return nil
+	}}
+}
+
+// crashLoop returns the engine's crash-loop threshold and window.
+func (c *config) crashLoop() (n int, window time.Duration) {
+	n, window = c.crashLoopN, c.crashLoopWindow
+	if n == 0 {
+		n = DefaultCrashLoopRestarts
+	}
+	if window == 0 {
+		window = DefaultCrashLoopWindow
+	}
+	return n, window
+}
+
+// crashLoopKeep is how many restart times crash-loop detection needs.
+func (c *config) crashLoopKeep() int {
+	n, _ := c.crashLoop()
+	return n
 }
 
 // ErrorPolicy says what an engine does when a stream crashes: its function
@@ -456,6 +560,9 @@ func (p ErrorPolicy) String() string {
 // inherited is what a stream takes from its engine for the options it does
 // not set itself.
 type inherited struct {
+	engine     *Engine // the engine running the stream, nil for one ranged directly
+	tls        *tls.Config
+	sasl       sasl.Mechanism
 	brokers    []string
 	clientOpts []kgo.Opt
 	logger     *slog.Logger
@@ -516,6 +623,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: Topics %q and TopicPattern %q cannot be combined", ErrInvalidOption, c.topics, c.pattern)
 	case c.group == "" && c.isSet("Listener"):
 		return fmt.Errorf("%w: Listener needs Group: a stream without a group has no rebalances to report", ErrInvalidOption)
+	case c.group == "" && c.isSet("InstanceID"):
+		return fmt.Errorf("%w: InstanceID needs Group: only a group member has a membership to keep", ErrInvalidOption)
 	case c.group == "" && c.isSet("ManualCommit"):
 		return fmt.Errorf("%w: ManualCommit needs Group: a stream without a group has nowhere to commit to", ErrInvalidOption)
 	}

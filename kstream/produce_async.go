@@ -369,7 +369,8 @@ func (p *Producer[T]) SendAsync(ctx context.Context, key []byte, v T, done func(
 
 // sendDrainTimeout bounds how long Stop waits, after closing the producer,
 // for sends in progress and for the done functions of the records it failed.
-const sendDrainTimeout = 5 * time.Second
+// A variable only so that a test can shorten it.
+var sendDrainTimeout = 5 * time.Second
 
 // sendCount counts the sends in progress and the SendAsync records whose
 // done function has not returned. idle receives a token whenever the count

@@ -90,6 +90,9 @@ type runner struct {
 	lastErr  error
 	closeErr error // the final commit's failure, when the stream last stopped
 	restarts int
+	// restartTimes are the times of the last restarts, for crash-loop
+	// detection (see CrashLoop).
+	restartTimes []time.Time
 }
 
 // run is one start of a runner: its goroutine and how to stop it.
@@ -264,6 +267,7 @@ func (e *Engine) runLoop(r *runner, rn *run, loopCtx, handlerCtx context.Context
 			r.setState(StreamRestarting, nil)
 			r.mu.Lock()
 			r.restarts++
+			r.noteRestartLocked(time.Now(), e.cfg.crashLoopKeep())
 			r.mu.Unlock()
 			if metrics != nil {
 				metrics.restarts.WithLabelValues(r.name).Inc()

@@ -22,7 +22,7 @@ import (
 //
 // Lifecycle: NewStream validates and does no I/O. Open connects and joins the
 // group; Close commits what was processed, leaves the group and releases
-// every goroutine; Open after Close starts again as a new group member from
+// every goroutine (Shutdown does the same bounded by a context); Open after Close starts again as a new group member from
 // the committed offsets. Use wraps Open, a function and Close. Ranging over a
 // stream that was never opened opens it for the duration of that loop.
 //
@@ -166,9 +166,35 @@ func (s *Stream[T]) Open(ctx context.Context) error {
 // also while a listener callback runs.
 func (s *Stream[T]) Close() error { return s.closeWithin(DefaultCloseTimeout) }
 
+// Shutdown is Close bounded by ctx in place of DefaultCloseTimeout (a ctx
+// without a deadline leaves that bound in place, and its cancellation ends
+// the wait too): the final commit, the leave, and a wait for a Close or an
+// Open in progress all stop when ctx ends. When ctx ends before the stream
+// has left its group, the client is closed without the leave (the group
+// notices the member gone after its session timeout, unless it has an
+// InstanceID, whose partitions wait for it until then) and Shutdown returns an error
+// wrapping ctx's. It follows Close's rules for the calling goroutine: called
+// from one of the stream's rebalance listeners it does not wait for the
+// leave.
+func (s *Stream[T]) Shutdown(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCloseTimeout)
+		defer cancel()
+	}
+	return s.closeCtx(ctx)
+}
+
 // closeWithin is Close with the final commit and the leave bounded by
 // timeout.
 func (s *Stream[T]) closeWithin(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.closeCtx(ctx)
+}
+
+// closeCtx is Close bounded by ctx.
+func (s *Stream[T]) closeCtx(ctx context.Context) error {
 	s.mu.Lock()
 	if op := s.opening; op != nil {
 		// An Open in progress: it gives up, and closes what it opened.
@@ -178,7 +204,11 @@ func (s *Stream[T]) closeWithin(timeout time.Duration) error {
 		if ss := op.ss.Load(); ss != nil && ss.calledFromListener() {
 			return nil // from its listener: the Open finishes once it returns
 		}
-		<-op.done
+		select {
+		case <-op.done:
+		case <-ctx.Done():
+			return fmt.Errorf("kstream: stream %q: waiting for an Open in progress to give up: %w", s.name, ctx.Err())
+		}
 		s.mu.Lock()
 	}
 	ss := s.sess
@@ -190,7 +220,7 @@ func (s *Stream[T]) closeWithin(timeout time.Duration) error {
 	if ss == nil {
 		return nil
 	}
-	err := ss.close(timeout)
+	err := ss.closeCtx(ctx)
 	s.mu.Lock()
 	select {
 	case <-ss.left:

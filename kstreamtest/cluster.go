@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gokstreams/kstreams/internal/srserver"
+	"github.com/gokstreams/kstreams/internal/kafkaenv"
 )
 
 // Cluster is a Kafka cluster for a test or an example program.
@@ -25,6 +26,7 @@ type Cluster struct {
 	brokers []string
 	client  *kgo.Client
 	admin   *kadm.Client
+	secure  []kgo.Opt // TLS and SASL of a cluster named by KAFKA_BROKERS
 
 	registry          *srserver.Server // nil with SCHEMA_REGISTRY_URL
 	registryURL       string
@@ -108,6 +110,12 @@ func Start(opts ...Option) (*Cluster, error) {
 				c.brokers = append(c.brokers, a)
 			}
 		}
+		// A secured cluster: the same environment as kstream's.
+		secure, err := securityFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		c.secure = secure
 	} else {
 		fo := []kfake.Opt{
 			kfake.NumBrokers(o.brokers),
@@ -126,14 +134,14 @@ func Start(opts ...Option) (*Cluster, error) {
 		c.fake = fake
 		c.brokers = fake.ListenAddrs()
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		// Retrying after a "not leader" error waits for a metadata
 		// refresh, by default at most one per 5s.
 		kgo.MetadataMinAge(testMetadataMinAge),
-	)
+	}, c.secure...)...)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("kstreamtest: client: %w", err)
@@ -267,3 +275,39 @@ func (c *Cluster) waitTopic(ctx context.Context, name string, partitions int32) 
 // testMetadataMinAge lets clients refresh metadata soon after an error such
 // as NOT_LEADER_FOR_PARTITION, instead of franz-go's 5s.
 const testMetadataMinAge = 100 * time.Millisecond
+
+// NewClient returns a franz-go client of brokers with opts, for a program's
+// or a test's own producing and consuming beside its streams. With TLS or
+// SASL in the environment (KAFKA_TLS, KAFKA_TLS_CA_FILE,
+// KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, read as
+// kstream reads them) it dials and authenticates so, so that a program
+// runs against a secured cluster named by KAFKA_BROKERS unchanged.
+func NewClient(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	secure, err := securityFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	all := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, secure...)
+	return kgo.NewClient(append(all, opts...)...)
+}
+
+// securityFromEnv returns the client options of the environment's TLS and
+// SASL settings.
+func securityFromEnv() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	tlsCfg, err := kafkaenv.ReadTLS()
+	if err != nil {
+		return nil, fmt.Errorf("kstreamtest: %w", err)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	mech, err := kafkaenv.ReadSASL()
+	if err != nil {
+		return nil, fmt.Errorf("kstreamtest: %w", err)
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
+	}
+	return opts, nil
+}

@@ -4,7 +4,10 @@
 //
 // The cluster is an in-process one (franz-go's kfake, a real Kafka protocol
 // server on 127.0.0.1), or the cluster named by KAFKA_BROKERS when that is
-// set, so the same test runs against both. A test of a handler:
+// set, so the same test runs against both. A secured cluster is reached with
+// the environment kstream reads (KAFKA_TLS, KAFKA_TLS_CA_FILE,
+// KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD), except by
+// the members of AddMember, which dial through a link of their own. A test of a handler:
 //
 //	func TestBilling(t *testing.T) {
 //		c := kstreamtest.NewCluster(t, kstreamtest.Topic("orders", 4))

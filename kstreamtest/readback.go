@@ -168,12 +168,12 @@ func (c *Cluster) Produced(t testing.TB, topics ...string) Offsets {
 // fewer than n records arrive within timeout, or a value does not decode.
 func ReadRecords[T any](t testing.TB, c *Cluster, topic string, dec codec.Decoder[T], n int, timeout time.Duration) []kstream.Record[T] {
 	t.Helper()
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(250*time.Millisecond),
-	)
+		kgo.FetchMaxWait(250 * time.Millisecond),
+	}, c.secure...)...)
 	if err != nil {
 		t.Fatalf("kstreamtest: ReadRecords: client: %v", err)
 	}

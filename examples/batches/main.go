@@ -96,7 +96,7 @@ func run(w io.Writer) error {
 		return err
 	}
 	defer stop()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kstreamtest.NewClient(brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func shutdownDemo(ctx context.Context, w io.Writer, what string, stop func() err
 		return err
 	}
 	defer stopCluster()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kstreamtest.NewClient(brokers)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/kstream"
@@ -224,7 +223,7 @@ func equalOrders(a, b Order) bool {
 
 // cleanUp removes this run's topic and group from a shared cluster.
 func cleanUp(brokers []string, topic, group string) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kstreamtest.NewClient(brokers)
 	if err != nil {
 		return
 	}

@@ -85,7 +85,7 @@ func run(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "brokers: %v (%s)\n", brokers, where)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kstreamtest.NewClient(brokers)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}

@@ -95,7 +95,7 @@ func run(w io.Writer) error {
 		return err
 	}
 	defer stop()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kstreamtest.NewClient(brokers)
 	if err != nil {
 		return err
 	}
