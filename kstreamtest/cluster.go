@@ -16,8 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/gokstreams/kstreams/internal/srserver"
 	"github.com/gokstreams/kstreams/internal/kafkaenv"
+	"github.com/gokstreams/kstreams/internal/srserver"
 )
 
 // Cluster is a Kafka cluster for a test or an example program.
