@@ -185,7 +185,7 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 			}
 			ss.noteDecodeError(r.Topic)
 		}
-		retry.ok()
+		retry.ok(ss)
 		d.dispatch(job[T]{rec: rec, derr: derr, raw: r})
 	}
 }

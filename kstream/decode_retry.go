@@ -35,10 +35,11 @@ type decodeRetry struct {
 	tries int
 }
 
-// ok resets the backoff after a successful decode.
-func (d *decodeRetry) ok() {
+// ok resets the backoff after a successful decode, and what health shows.
+func (d *decodeRetry) ok(ss *session) {
 	if d.tries > 0 {
 		*d = decodeRetry{}
+		ss.decodeUnavailable.Store(nil)
 	}
 }
 
@@ -59,6 +60,8 @@ func (d *decodeRetry) retry(ctx context.Context, ss *session, rs []*kgo.Record, 
 		d.wait = min(2*d.wait, maxDecodeRetry)
 	}
 	r := rs[0]
+	msg := err.Error()
+	ss.decodeUnavailable.Store(&msg)
 	ss.log.Warn("decoder unavailable; the record is kept and decoded again after a backoff",
 		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "attempt", d.tries, "backoff", d.wait, "err", err)
 	t := time.NewTimer(d.wait)

@@ -151,3 +151,40 @@ func TestUnavailableDecoderIsRetriedNotYielded(t *testing.T) {
 		})
 	}
 }
+
+// While its decoder is unavailable an engine stream is unhealthy, and
+// health says why; it is healthy again once the decoder answers.
+func TestUnavailableDecoderShowsInHealth(t *testing.T) {
+	const n = 8
+	e := newEnv(t, 1, n)
+	dec := &flakyDecoder{}
+	dec.down.Store(true)
+	s, err := kstream.NewStream[string](dec, kstream.Topics(e.topic), kstream.Group("h"), kstream.Name("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handled atomic.Int32
+	s.Handle(func(context.Context, kstream.Record[string]) error {
+		handled.Add(1)
+		return nil
+	})
+	eng := e.engine()
+	if err := eng.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "health to show the unavailable decoder", func() bool {
+		sh, _ := eng.StreamHealth("h")
+		return strings.Contains(sh.DecoderUnavailable, "connection refused") && !sh.Healthy && !eng.Health().Healthy
+	})
+	if got := handled.Load(); got != 5 {
+		t.Fatalf("handled %d records while the decoder was down, want the 5 before v5", got)
+	}
+	dec.down.Store(false)
+	eventually(t, 20*time.Second, "every record handled and health back", func() bool {
+		sh, _ := eng.StreamHealth("h")
+		return handled.Load() == n && sh.DecoderUnavailable == "" && sh.Healthy
+	})
+}

@@ -201,6 +201,7 @@ type Runnable interface {
 	metricsSet() *metricsSet
 	calledFromListener() bool
 	missingTopics() []string
+	decoderUnavailable() string
 	lagSource() (group string, topics []string, pattern *regexp.Regexp)
 }
 

@@ -210,6 +210,21 @@ func (s *Stream[T]) missingTopics() []string {
 	return ss.missingTopics()
 }
 
+// decoderUnavailable returns the error of the open session's decoder while
+// it is unavailable (codec.ErrUnavailable), or "".
+func (s *Stream[T]) decoderUnavailable() string {
+	s.mu.Lock()
+	ss := s.sess
+	s.mu.Unlock()
+	if ss == nil {
+		return ""
+	}
+	if p := ss.decodeUnavailable.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // lagSource returns what the engine's metrics read the stream's lag
 // from: its group, and its topics or pattern.
 func (s *Stream[T]) lagSource() (group string, topics []string, pattern *regexp.Regexp) {

@@ -25,8 +25,9 @@ type StreamHealth struct {
 	Name  string      `json:"name"`
 	State StreamState `json:"state"`
 	// Healthy is false while the stream is crashed or stopping, while
-	// some of its topics do not exist (MissingTopics), and while it is in
-	// a crash loop (CrashLoop).
+	// some of its topics do not exist (MissingTopics), while it is in a
+	// crash loop (CrashLoop), and while its decoder is unavailable
+	// (DecoderUnavailable).
 	Healthy bool `json:"healthy"`
 	// LastErr is the last crash, or why the last stop did not finish, if
 	// any.
@@ -42,6 +43,11 @@ type StreamHealth struct {
 	// the stream's last check (made soon after it opens, then every
 	// second while some are missing, every 30 seconds otherwise).
 	MissingTopics []string `json:"missing_topics,omitempty"`
+	// DecoderUnavailable is the last error of the stream's decoder while
+	// it cannot decode for a reason that is not the record's (it wraps
+	// codec.ErrUnavailable: a schema registry that cannot be reached): the
+	// stream holds the record and retries; empty once a decode succeeds.
+	DecoderUnavailable string `json:"decoder_unavailable,omitempty"`
 }
 
 // MarshalJSON writes sh with LastErr as its message.
@@ -117,8 +123,10 @@ func (e *Engine) Health() Health {
 		sh.CrashLoop = recent >= n
 		if sh.State == StreamRunning || sh.State == StreamRestarting {
 			sh.MissingTopics = r.s.missingTopics()
+			sh.DecoderUnavailable = r.s.decoderUnavailable()
 		}
-		sh.Healthy = sh.State != StreamCrashed && sh.State != StreamStopping && !sh.CrashLoop && len(sh.MissingTopics) == 0
+		sh.Healthy = sh.State != StreamCrashed && sh.State != StreamStopping && !sh.CrashLoop &&
+			len(sh.MissingTopics) == 0 && sh.DecoderUnavailable == ""
 		h.Healthy = h.Healthy && sh.Healthy
 		h.Streams = append(h.Streams, sh)
 	}

@@ -96,7 +96,7 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 				}
 				ss.noteDecodeError(r.Topic)
 			}
-			retry.ok()
+			retry.ok(ss)
 			if !yield(rec, derr) {
 				return
 			}
@@ -237,7 +237,7 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 				}
 				continue
 			}
-			retry.ok()
+			retry.ok(ss)
 			if fe != nil {
 				if !yield(nil, fe) || fe.Fatal {
 					return

@@ -32,8 +32,11 @@ type session struct {
 	// outOfOrder: records finish out of offset order (PartitionConcurrency,
 	// KeyConcurrency), so commits stop at the lowest unfinished record.
 	outOfOrder bool
-	handle     *streamHandle
-	m          *metricsSet // nil without the Metrics option
+	// decodeUnavailable is the decoder's error while it is unavailable
+	// (decode_retry.go), for health.
+	decodeUnavailable atomic.Pointer[string]
+	handle            *streamHandle
+	m                 *metricsSet // nil without the Metrics option
 
 	closing          atomic.Bool
 	rebalancePending atomic.Bool
