@@ -259,6 +259,7 @@ func (e *Engine) Remove(ctx context.Context, s Runnable) error {
 	defer cancel()
 	errs := e.stopRunners(ctx, ts, fromCtx, goroutine)
 	forgetStreams(ts)
+	releaseHandlerCtx(ts)
 	s.detach(e)
 	return errors.Join(errs...)
 }
@@ -419,6 +420,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 
 	unregisterEngine(e)
 	forgetStreams(ts)
+	releaseHandlerCtx(ts)
 	e.cfg.metrics.forgetEngine(e.name)
 	e.mu.Lock()
 	e.state = engineStopped

@@ -16,7 +16,9 @@ import (
 //
 // ctx is canceled when the deadline of a graceful stop (Stop, Remove or
 // Run's) has passed; until then it stays live, so that the record in hand
-// can finish. A handler may call its engine's Stop or Remove, with ctx:
+// can finish. Otherwise it stays live until Stop has flushed the producer
+// (or Remove has stopped the stream), so that records the handler sent with
+// SendAsync under ctx are written rather than failed with ctx's error. A handler may call its engine's Stop or Remove, with ctx:
 // they do not wait for the handler's own stream (see Engine.Stop).
 type Handler[T any] func(ctx context.Context, rec Record[T]) error
 

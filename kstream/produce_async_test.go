@@ -373,7 +373,7 @@ func TestSendAsyncDuringStopIsFlushed(t *testing.T) {
 	select {
 	case o := <-ch:
 		if o.err != nil || o.md.Topic != "out" || o.md.Offset != 0 {
-			t.Fatalf("send during stop: %+v", o)
+			t.Fatalf("send during stop: %+v (err %v)", o, o.err)
 		}
 	default:
 		t.Fatal("Stop returned before the done of a send made while stopping was called")

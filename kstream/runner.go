@@ -226,7 +226,10 @@ func (e *Engine) runLoop(r *runner, rn *run, loopCtx, handlerCtx context.Context
 		close(rn.done)
 		e.startPending(r, rn)
 	}()
-	defer rn.stopHandler()
+	// The handler's ctx is not canceled when the function returns: a
+	// record the handler sent with SendAsync under it is still being
+	// written, and Stop flushes it. Stop (and Remove) cancel it once the
+	// function has returned (releaseHandlerCtx).
 	backoff := minRestartBackoff
 	for {
 		r.setRunning(rn)
@@ -386,6 +389,27 @@ var permanentKafkaErrors = []error{
 type stopTarget struct {
 	r  *runner
 	rn *run
+}
+
+// releaseHandlerCtx cancels the handler contexts of ts once their
+// functions have returned: after Stop has flushed the producer, so that
+// SendAsync records sent under a handler's ctx are written, not failed
+// with context.Canceled; for Remove, once the function returned.
+func releaseHandlerCtx(ts []stopTarget) {
+	for _, t := range ts {
+		if t.rn == nil {
+			continue
+		}
+		select {
+		case <-t.rn.done:
+			t.rn.stopHandler()
+		default:
+			go func() { // a function that outlived its stop, or the caller's own
+				<-t.rn.done
+				t.rn.stopHandler()
+			}()
+		}
+	}
 }
 
 // stopTargetsLocked returns what stopping rs stops. e.mu is held.
