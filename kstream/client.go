@@ -112,8 +112,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
 	}
 	ss.clp.Store(cl)
+	// Pause reads the client under ss.mu: a pause either saw it, or is in
+	// ctl.paused by now.
 	ss.mu.Lock()
-	ss.ctl.cl = cl
 	paused := partitionsOf(maps.Keys(ss.ctl.paused)) // by a listener, before now
 	ss.mu.Unlock()
 	if len(paused) > 0 {

@@ -102,10 +102,10 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 			}
 		}
 		ss.mu.Unlock()
+		// commitMarked notes what it committed.
 		if err := ss.commitMarked(ctx, ss.client()); err != nil {
 			return fmt.Errorf("kstream: stream %q: commit: %w", ss.name, err)
 		}
-		ss.noteCommitted(offs)
 		return nil
 	}
 	if len(offs) == 0 {

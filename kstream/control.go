@@ -46,10 +46,6 @@ type control struct {
 	blocked     bool
 
 	b bounds // StopAtEnd and StartAt (control_end.go)
-
-	// cl is the session's client, for calls from other goroutines: a
-	// listener can run before openSession has stored session.cl.
-	cl *kgo.Client
 }
 
 // Pause stops yielding, and fetching, records of the given partitions, by
@@ -128,7 +124,7 @@ func (ss *session) pause(partitions map[string][]int32) {
 			add[t] = append(add[t], p)
 		}
 	}
-	cl := ss.ctl.cl
+	cl := ss.client() // read under ss.mu: see openSession
 	ss.mu.Unlock()
 	if len(add) > 0 {
 		ss.log.Info("partitions paused", "partitions", add)
@@ -158,7 +154,7 @@ func (ss *session) resume(partitions map[string][]int32) {
 		}
 	}
 	ss.wakeLocked()
-	cl := ss.ctl.cl
+	cl := ss.client() // read under ss.mu: see openSession
 	ss.mu.Unlock()
 	if len(del) > 0 {
 		ss.log.Info("partitions resumed", "partitions", del)
@@ -383,7 +379,7 @@ func (ss *session) seek(offsets []TopicPartitionOffset) {
 // without a group), the offset of its first record at or after t.
 func (ss *session) offsetsAtTime(ctx context.Context, t time.Time) ([]TopicPartitionOffset, error) {
 	ss.mu.Lock()
-	cl := ss.ctl.cl
+	cl := ss.client() // read under ss.mu: see openSession
 	var topics []string
 	if ss.group || ss.cfg.pattern != "" {
 		for tp := range ss.parts {

@@ -26,7 +26,7 @@ const (
 // unavailable reports whether err, from decoding, says the decoder cannot
 // decode now.
 func unavailable(err error) bool {
-	return err != nil && errors.Is(err, codec.ErrUnavailable)
+	return errors.Is(err, codec.ErrUnavailable)
 }
 
 // decodeRetry is the state of a range's retries of unavailable decodes.

@@ -105,7 +105,6 @@ func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ss.clp.CompareAndSwap(nil, cl)
 	ss.mu.Lock()
-	ss.ctl.cl = cl
 	for t, ps := range assigned {
 		for _, p := range ps {
 			ss.parts[topicPartition{t, p}] = ss.newPartState(t)

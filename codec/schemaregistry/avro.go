@@ -42,17 +42,8 @@ func Avro[T any](cl *sr.Client, subject string, opts ...Option) (codec.Codec[T],
 	fail := func(err error) (codec.Codec[T], error) {
 		return nil, &Error{Op: "setup", Format: "Avro", Subject: subject, Err: err}
 	}
-	switch {
-	case cfg.err != nil:
-		return fail(cfg.err)
-	case cl == nil:
-		return fail(errNilClient)
-	case cfg.msgDesc != nil:
-		return fail(fmt.Errorf("MessageDescriptor is a Protobuf option"))
-	case cfg.autoRegister && cfg.version != 0:
-		return fail(fmt.Errorf("AutoRegister and Version exclude each other"))
-	case cfg.autoRegister && cfg.schema == nil:
-		return fail(fmt.Errorf("AutoRegister needs T's schema: pass schemaregistry.Schema"))
+	if err := cfg.checkSchemaText(cl); err != nil {
+		return fail(err)
 	}
 	var recordName string
 	if cfg.schema != nil {

@@ -74,6 +74,24 @@ const (
 	defaultCacheSize = 1000
 )
 
+// checkSchemaText checks the options of a codec whose schema is text (Avro,
+// JSON Schema) and its client.
+func (c *config) checkSchemaText(cl *sr.Client) error {
+	switch {
+	case c.err != nil:
+		return c.err
+	case cl == nil:
+		return errNilClient
+	case c.msgDesc != nil:
+		return fmt.Errorf("MessageDescriptor is a Protobuf option")
+	case c.autoRegister && c.version != 0:
+		return fmt.Errorf("AutoRegister and Version exclude each other")
+	case c.autoRegister && c.schema == nil:
+		return fmt.Errorf("AutoRegister needs T's schema: pass schemaregistry.Schema")
+	}
+	return nil
+}
+
 func newConfig(opts []Option) config {
 	c := config{timeout: defaultTimeout, cacheSize: defaultCacheSize}
 	for _, o := range opts {
