@@ -75,6 +75,13 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	opts = append(opts, kgo.ClientID(newClientID(name)))
 	opts = append(opts, ss.m.clientOpts()...)
 	opts = append(opts, secure...)
+	// Emit produces through the stream's client, partitioned as sends are.
+	opts = append(opts, kgo.RecordPartitioner(newPartitioner()))
+	if cfg.exactlyOnce {
+		opts = append(opts, txnOpts(cfg)...)
+	} else if cfg.readCommitted {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)
@@ -97,16 +104,29 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		if cfg.instanceID != "" {
 			opts = append(opts, kgo.InstanceID(cfg.instanceID))
 		}
-		if cfg.manual {
+		switch {
+		case cfg.manual || cfg.exactlyOnce:
 			opts = append(opts, kgo.DisableAutoCommit())
-		} else {
+		default:
 			opts = append(opts, kgo.AutoCommitMarks())
+			if cfg.commitInterval > 0 {
+				opts = append(opts, kgo.AutoCommitInterval(cfg.commitInterval))
+			}
 		}
 	}
 	// The client's own context: canceling it makes a close that waits for
 	// an unresponsive broker give up.
 	opts = append(opts, kgo.WithContext(ss.abortCtx))
-	cl, err := kgo.NewClient(opts...)
+	var cl *kgo.Client
+	if cfg.exactlyOnce {
+		var sess *kgo.GroupTransactSession
+		if sess, err = kgo.NewGroupTransactSession(opts...); err == nil {
+			cl = sess.Client()
+			ss.txn = newTxnState(sess, cfg)
+		}
+	} else {
+		cl, err = kgo.NewClient(opts...)
+	}
 	if err != nil {
 		ss.abort()
 		return nil, fmt.Errorf("kstream: open stream %q: %w", name, err)
@@ -130,6 +150,12 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	if err := cl.Ping(ctx); err != nil {
 		ss.closeUnopened()
 		return nil, fmt.Errorf("kstream: open stream %q: no broker of %v answered: %w", name, brokers, explainConnErr(err, cfg.usesTLS(in), cfg.usesSASL(in)))
+	}
+	if ss.txn != nil {
+		if err := ss.beginTxn(); err != nil {
+			ss.closeUnopened()
+			return nil, fmt.Errorf("kstream: open stream %q: begin transaction: %w", name, err)
+		}
 	}
 	if ss.ctl.b.bounded && !ss.group {
 		if err := ss.captureBounds(ctx); err != nil {

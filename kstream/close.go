@@ -83,7 +83,16 @@ func (ss *session) doClose(parent context.Context) error {
 	ctx, stop := ss.closeDeadline(parent)
 	defer stop()
 	var err error
-	if ss.group && !ss.manual {
+	switch {
+	case ss.txn != nil:
+		ss.txn.timer.Stop()
+		if cerr := ss.closeTxn(ctx); cerr != nil {
+			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
+		}
+	case ss.group && !ss.manual:
+		if ferr := ss.awaitEmits(ctx); ferr != nil {
+			ss.log.Warn("closing before every emitted record was acknowledged; their source records will be delivered again", "err", ferr)
+		}
 		if cerr := ss.commitMarked(ctx, ss.client()); cerr != nil {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}

@@ -19,7 +19,7 @@ import (
 // holding a record did not finish it.
 func (ss *session) commitTargetLocked(ps *partState, explicit bool) int64 {
 	if explicit && !ss.outOfOrder && !ss.closing.Load() {
-		return ps.yielded
+		return ps.capEmits(ps.yielded)
 	}
 	return ps.settled()
 }
@@ -28,8 +28,8 @@ func (ss *session) commitTargetLocked(ps *partState, explicit bool) int64 {
 // member owns, as commitTargetLocked says; explicit is false for a
 // listener's commit.
 func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
-	if !ss.group {
-		return ErrNoGroup
+	if err := ss.commitAllowed(ctx); err != nil {
+		return err
 	}
 	ss.commitMu.Lock()
 	defer ss.commitMu.Unlock()
@@ -49,8 +49,8 @@ func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
 // commitRecords commits, per partition, up to and including the latest of
 // recs, on the partitions this member owns.
 func (ss *session) commitRecords(ctx context.Context, recs []*kgo.Record) error {
-	if !ss.group {
-		return ErrNoGroup
+	if err := ss.commitAllowed(ctx); err != nil {
+		return err
 	}
 	ss.commitMu.Lock()
 	defer ss.commitMu.Unlock()
@@ -70,6 +70,7 @@ func (ss *session) commitRecords(ctx context.Context, recs []*kgo.Record) error 
 			// Never past a record still running, or failed.
 			off = min(off, ps.settled())
 		}
+		off = ps.capEmits(off) // nor past one whose emits are not acknowledged
 		if off <= ps.committed {
 			continue
 		}
@@ -84,6 +85,19 @@ func (ss *session) commitRecords(ctx context.Context, recs []*kgo.Record) error 
 	}
 	ss.mu.Unlock()
 	return ss.commitLocked(ctx, offs)
+}
+
+// commitAllowed returns why the session cannot commit, if it cannot, and
+// otherwise waits for the acknowledgements of the records emitted so far,
+// which the commit may cover.
+func (ss *session) commitAllowed(ctx context.Context) error {
+	switch {
+	case !ss.group:
+		return ErrNoGroup
+	case ss.txn != nil:
+		return errCommitUnderExactlyOnce
+	}
+	return ss.awaitEmits(ctx)
 }
 
 // commitLocked commits offs synchronously. In the default mode the offsets

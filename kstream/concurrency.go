@@ -147,6 +147,13 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		if err == nil {
 			err = d.failed()
 		}
+		if err != nil && ss.txn != nil && !ss.closing.Load() {
+			// A failed handler aborts the open transaction (its lanes
+			// have stopped).
+			ectx, cancel := ss.txnEndCtx()
+			ss.endTxn(ectx, false)
+			cancel()
+		}
 	}()
 	// At the end of the range (a stop, a failure), the lanes drop what
 	// they have not started and the handlers running finish, before the
@@ -169,8 +176,8 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 			continue // nextUnmarked gave way to the rebalance
 		}
 		if fe != nil {
-			if fe.Fatal {
-				return fe
+			if err := d.yieldedErr(fe); err != nil {
+				return err
 			}
 			continue
 		}
@@ -280,18 +287,33 @@ func (d *dispatcher[T]) call(j job[T]) (err error) {
 			err = &PanicError{Value: p, Stack: debug.Stack()}
 		}
 	}()
+	ctx := withRecord(d.handlerCtx, d.ss, j.raw) // Emit ties to j's record
 	if j.derr != nil {
-		return d.callDecodeError(j.rec, j.derr)
+		return d.callDecodeError(ctx, j.rec, j.derr)
 	}
-	return d.handle(d.handlerCtx, j.rec)
+	return d.handle(ctx, j.rec)
+}
+
+// yieldedErr is what the range goroutine does with an error popLocked
+// gave: a fatal one ends the stream; an *EmitError goes through the
+// middleware as a handler's error would (its partition was rewound).
+func (d *dispatcher[T]) yieldedErr(err error) error {
+	if isFatal(err) {
+		return err
+	}
+	if _, ok := err.(*EmitError); ok {
+		failed := func(context.Context, Record[T]) error { return err }
+		return chain(failed, d.middleware)(d.handlerCtx, errRecord[T](err))
+	}
+	return nil
 }
 
 // callDecodeError runs the middleware for a record that failed to decode.
 // It is a function of its own so that the closure does not make every job
 // escape to the heap.
-func (d *dispatcher[T]) callDecodeError(rec Record[T], derr error) error {
+func (d *dispatcher[T]) callDecodeError(ctx context.Context, rec Record[T], derr error) error {
 	failed := func(context.Context, Record[T]) error { return derr }
-	return chain(failed, d.middleware)(d.handlerCtx, rec)
+	return chain(failed, d.middleware)(ctx, rec)
 }
 
 // finish records the end of a record; ok says it was handled. The
@@ -408,7 +430,14 @@ func (ss *session) setStopDispatch(stop func()) {
 // itself as they finish. While records are in flight (busy), polls are
 // short and do not let a rebalance run; a waiting rebalance first stops the
 // lanes (giveWay).
-func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy bool) (*kgo.Record, *FetchError, popStatus) {
+func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy bool) (*kgo.Record, error, popStatus) {
+	if busy && ss.txn != nil && ss.txn.due.Load() {
+		// Lanes busy when the transaction is due: end it once the
+		// handlers running have finished (endTxn stops the lanes).
+		ectx, cancel := ss.txnEndCtx()
+		ss.endTxn(ectx, true)
+		cancel()
+	}
 	ss.mu.Lock()
 	ss.inflight = ss.inflight[:0]
 	var deadline time.Time
@@ -421,8 +450,12 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 	}
 	ss.mu.Unlock()
 	if st == popYield {
-		ss.rebalancePending.Store(false)
-		ss.giveWay(ss.client())
+		if ss.emitFailed.Load() {
+			ss.recoverEmits()
+		} else {
+			ss.rebalancePending.Store(false)
+			ss.giveWay(ss.client())
+		}
 	}
 	return r, fe, st
 }

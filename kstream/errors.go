@@ -133,3 +133,22 @@ func classifyFetchError(err error) fetchErrorKind {
 	}
 	return errNonFatal
 }
+
+// errRecord is the Record yielded with a *FetchError or *EmitError: the
+// partition it is about and, for an *EmitError, the source record's
+// offset (-1 otherwise).
+func errRecord[T any](err error) Record[T] {
+	switch e := err.(type) {
+	case *FetchError:
+		return Record[T]{Topic: e.Topic, Partition: e.Partition, Offset: -1}
+	case *EmitError:
+		return Record[T]{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset}
+	}
+	return Record[T]{Offset: -1}
+}
+
+// isFatal reports whether err, yielded by popLocked, ends the stream.
+func isFatal(err error) bool {
+	fe, ok := err.(*FetchError)
+	return ok && fe.Fatal
+}

@@ -302,14 +302,15 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		defer context.AfterFunc(loopCtx, func() { s.cancelAfterRange(cancel) })()
 		return fn.whole(fctx, s)
 	case fn.batch != nil:
-		for batch, err := range s.Batches(handlerCtx, fn.batchMax, fn.batchWait) {
+		hctx := withSource(handlerCtx, ss) // Emit ties to the batch in hand
+		for batch, err := range s.Batches(hctx, fn.batchMax, fn.batchWait) {
 			if err != nil {
 				if isNonFatalFetch(err) {
 					continue
 				}
 				return err
 			}
-			if err := fn.batch(handlerCtx, batch); err != nil {
+			if err := fn.batch(hctx, batch); err != nil {
 				return err
 			}
 		}
@@ -328,13 +329,17 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		if s.cfg.concurrency.mode != concurrencySerial {
 			return s.runConcurrent(handlerCtx, fn, handle)
 		}
-		for rec, err := range s.Records(handlerCtx) {
+		hctx := withSource(handlerCtx, ss) // Emit ties to the record in hand
+		for rec, err := range s.Records(hctx) {
 			if err != nil {
 				var de *DecodeError
+				var ee *EmitError
 				switch {
-				case errors.As(err, &de):
-					failed := func(context.Context, Record[T]) error { return de }
-					if herr := chain(failed, fn.middleware)(handlerCtx, rec); herr != nil {
+				case errors.As(err, &de), errors.As(err, &ee):
+					// Through the middleware, as the handler's error
+					// would be; an *EmitError's partition was rewound.
+					failed := func(context.Context, Record[T]) error { return err }
+					if herr := chain(failed, fn.middleware)(hctx, rec); herr != nil {
 						return herr
 					}
 				case isNonFatalFetch(err):
@@ -343,7 +348,7 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				}
 				continue
 			}
-			if err := handle(handlerCtx, rec); err != nil {
+			if err := handle(hctx, rec); err != nil {
 				return err
 			}
 		}

@@ -81,7 +81,7 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 				return
 			}
 			if fe != nil {
-				if !yield(Record[T]{Topic: fe.Topic, Partition: fe.Partition, Offset: -1}, fe) || fe.Fatal {
+				if !yield(errRecord[T](fe), fe) || isFatal(fe) {
 					return
 				}
 				continue
@@ -168,7 +168,7 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 
 		for {
 			raws = raws[:0]
-			var fe *FetchError
+			var fe error
 			var deadline time.Time
 			end := false
 			ss.mu.Lock()
@@ -227,9 +227,9 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 				return
 			}
 			if again != nil {
-				if fe != nil && !fe.Fatal { // a fatal one stays in ss.fatal
+				if fe != nil && !isFatal(fe) { // a fatal one stays in ss.fatal
 					ss.mu.Lock()
-					ss.errs = append([]*FetchError{fe}, ss.errs...)
+					ss.errs = append([]error{fe}, ss.errs...)
 					ss.mu.Unlock()
 				}
 				if !retry.retry(ctx, ss, again, againErr) {
@@ -239,7 +239,7 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 			}
 			retry.ok(ss)
 			if fe != nil {
-				if !yield(nil, fe) || fe.Fatal {
+				if !yield(nil, fe) || isFatal(fe) {
 					return
 				}
 			}

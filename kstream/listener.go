@@ -50,6 +50,9 @@ type AnyStream interface {
 	Commit(ctx context.Context) error
 	// Assignment returns the partitions this member owns, by topic.
 	Assignment() map[string][]int32
+	// Emit writes a record tied to the record being handled, as
+	// Stream.Emit does.
+	Emit(ctx context.Context, topic string, value []byte, opts ...SendOption) error
 }
 
 // streamHandle is the AnyStream of one session, so that a listener's

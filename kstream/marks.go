@@ -45,6 +45,8 @@ type partState struct {
 	// records buffered.
 	end, skipTo, fetchedData int64
 	hasEnd, ending           bool
+
+	em *emitState // the partition's emits (emit.go); nil before its first
 }
 
 // noteYield records that r is being yielded.
@@ -62,7 +64,21 @@ func (ps *partState) noteYield(r *kgo.Record) {
 // with KeyConcurrency, are marked only up to the lowest unfinished one), so
 // it is the processed watermark, or base when nothing after base is.
 func (ps *partState) lowestUnprocessed() (int64, bool) {
-	low := max(ps.processed, ps.base)
+	return ps.lowestFrom(ps.processed)
+}
+
+// lowestUnfinished is lowestUnprocessed for a rewind: the first record no
+// body finished. A record finished whose emits are outstanding is not
+// processed (its commit waits) but is not handled again either.
+func (ps *partState) lowestUnfinished() (int64, bool) {
+	if ps.em != nil {
+		return ps.lowestFrom(ps.em.finished)
+	}
+	return ps.lowestUnprocessed()
+}
+
+func (ps *partState) lowestFrom(mark int64) (int64, bool) {
+	low := max(mark, ps.base)
 	if ps.yielded <= low {
 		return 0, false
 	}
@@ -76,7 +92,18 @@ func (ps *partState) settled() int64 {
 	if low, ok := ps.lowestUnprocessed(); ok {
 		return low
 	}
-	return ps.yielded
+	return ps.capEmits(ps.yielded)
+}
+
+// capEmits returns off, or the partition's lowest source record with
+// emits outstanding or failed if that is lower: no commit passes it.
+func (ps *partState) capEmits(off int64) int64 {
+	if ps.em != nil {
+		if c, ok := ps.em.capOffset(); ok && c < off {
+			return c
+		}
+	}
+	return off
 }
 
 // rewindTo records that the partition will be read again from off: records
@@ -97,6 +124,9 @@ func (ps *partState) seekTo(off int64) {
 	ps.base, ps.yielded, ps.processed, ps.pushed = off, off, off, off
 	ps.epoch = -1
 	ps.committed, ps.committedKnown = -1, false
+	if ps.em != nil {
+		ps.em = nil // acknowledgements of emits before the seek find no state
+	}
 }
 
 // rewindTarget is where a partition resumes after a give-way: its lowest
@@ -104,7 +134,7 @@ func (ps *partState) seekTo(off int64) {
 // whichever comes first. ok is false when the partition needs no rewind:
 // nothing unprocessed and nothing buffered.
 func (ps *partState) rewindTarget(firstBuffered int64, hasBuffered bool) (off int64, ok bool) {
-	low, hasLow := ps.lowestUnprocessed()
+	low, hasLow := ps.lowestUnfinished()
 	switch {
 	case hasLow && hasBuffered:
 		return min(low, firstBuffered), true
@@ -121,7 +151,9 @@ func (ss *session) markLocked(r *kgo.Record) {
 	if ps == nil {
 		return
 	}
-	if r.Offset+1 > ps.processed {
+	if ps.em != nil {
+		ss.markEmittedLocked(ps, r)
+	} else if r.Offset+1 > ps.processed {
 		ps.processed = r.Offset + 1
 		ps.epoch = r.LeaderEpoch
 		ss.dirty = true
@@ -155,7 +187,7 @@ func (ss *session) newPartState(topic string) *partState {
 // pushMarks hands processed offsets to franz-go, whose autocommit commits
 // them. Only the default (at-least-once) mode marks.
 func (ss *session) pushMarks(cl *kgo.Client) {
-	if !ss.group || ss.manual {
+	if !ss.group || ss.manual || ss.txn != nil {
 		return
 	}
 	ss.pushMu.Lock()

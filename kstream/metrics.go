@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -59,6 +60,11 @@ type metricsSet struct {
 	handlerSeconds *prometheus.HistogramVec
 	sent           *prometheus.CounterVec // engine, topic
 	sendErrors     *prometheus.CounterVec // engine, topic
+	emitted        *prometheus.CounterVec // stream, topic
+	emitErrors     *prometheus.CounterVec // stream, topic
+	emitSeconds    *prometheus.HistogramVec
+	txnCommitted   *prometheus.CounterVec // stream
+	txnAborted     *prometheus.CounterVec // stream
 
 	partitions *partitionCollector
 }
@@ -94,11 +100,21 @@ func metricsFor(reg prometheus.Registerer) (*metricsSet, error) {
 		}, []string{"stream"}),
 		sent:       counter("records_sent_total", "Records an engine sent successfully.", "engine", "topic"),
 		sendErrors: counter("send_errors_total", "Records an engine failed to send.", "engine", "topic"),
-		partitions: newPartitionCollector(),
+		emitted:    counter("emits_acknowledged_total", "Records emitted (Emit) that the broker acknowledged.", "stream", "topic"),
+		emitErrors: counter("emit_failures_total", "Records emitted (Emit) that failed for good; their source records are delivered again.", "stream", "topic"),
+		emitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "kstreams", Name: "emit_latency_seconds",
+			Help:    "Time from Emit to the broker's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"stream"}),
+		txnCommitted: counter("transactions_committed_total", "Transactions of ExactlyOnce streams that committed.", "stream"),
+		txnAborted:   counter("transactions_aborted_total", "Transactions of ExactlyOnce streams that aborted; their records are delivered again.", "stream"),
+		partitions:   newPartitionCollector(),
 	}
 	m.partitions.m = m
 	for _, c := range []prometheus.Collector{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances,
-		m.crashes, m.restarts, m.handlerSeconds, m.sent, m.sendErrors, m.partitions} {
+		m.crashes, m.restarts, m.handlerSeconds, m.sent, m.sendErrors, m.emitted, m.emitErrors, m.emitSeconds,
+		m.txnCommitted, m.txnAborted, m.partitions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register SDK metrics: %w", err)
 		}
@@ -131,10 +147,12 @@ func (m *metricsSet) forgetStream(name string) {
 		return
 	}
 	l := prometheus.Labels{"stream": name}
-	for _, v := range []*prometheus.CounterVec{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances, m.crashes, m.restarts} {
+	for _, v := range []*prometheus.CounterVec{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances, m.crashes, m.restarts,
+		m.emitted, m.emitErrors, m.txnCommitted, m.txnAborted} {
 		v.DeletePartialMatch(l)
 	}
 	m.handlerSeconds.DeletePartialMatch(l)
+	m.emitSeconds.DeletePartialMatch(l)
 }
 
 func (m *metricsSet) forgetEngine(name string) {
@@ -292,4 +310,31 @@ func (ss *session) onAutoCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp
 		ss.log.Warn("automatic commit failed; it is retried with the next one", "err", err)
 	}
 	ss.noteCommit(err)
+}
+
+// noteEmit counts an emitted record's outcome and its latency.
+func (ss *session) noteEmit(topic string, d time.Duration, err error) {
+	if ss.m == nil {
+		return
+	}
+	if err != nil {
+		ss.m.emitErrors.WithLabelValues(ss.name, topic).Inc()
+		return
+	}
+	ss.m.emitted.WithLabelValues(ss.name, topic).Inc()
+	ss.m.emitSeconds.WithLabelValues(ss.name).Observe(d.Seconds())
+}
+
+// noteTxn counts the end of a transaction that held records: committed
+// or aborted.
+func (ss *session) noteTxn(committed, hadContent bool, err error) {
+	if ss.m == nil || (!hadContent && err == nil) {
+		return
+	}
+	if committed {
+		ss.m.txnCommitted.WithLabelValues(ss.name).Inc()
+		ss.m.commits.WithLabelValues(ss.name).Inc()
+		return
+	}
+	ss.m.txnAborted.WithLabelValues(ss.name).Inc()
 }

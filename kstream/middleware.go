@@ -37,14 +37,22 @@ func Retry[T any](attempts int, backoff time.Duration) Middleware[T] {
 				if err = next(ctx, rec); err == nil {
 					return nil
 				}
-				var de *DecodeError
-				if errors.As(err, &de) {
+				if notRetried(err) {
 					return err
 				}
 			}
 			return fmt.Errorf("kstream: gave up after %d attempts: %w", attempts, err)
 		}
 	}
+}
+
+// notRetried reports whether Retry gives err back at once: a record that
+// failed to decode fails the same way again, and an emitted record that
+// failed has its source delivered again by the stream.
+func notRetried(err error) bool {
+	var de *DecodeError
+	var ee *EmitError
+	return errors.As(err, &de) || errors.As(err, &ee)
 }
 
 // Recover is a Middleware: it turns a panic in the handlers after it into a
@@ -77,9 +85,13 @@ const (
 	HeaderDLQErrorClass   = "__connect.errors.exception.class.name"
 )
 
-// DeadLetter sends a record that the handlers after it failed to handle, or
-// that failed to decode, to topic through eng, and reports the record as
-// handled so that the stream goes on. The dead-letter record has the
+// DeadLetter writes a record that the handlers after it failed to handle, or
+// that failed to decode, to topic, and reports the record as handled so
+// that the stream goes on. It writes with Emit (pipelined: the record
+// counts as processed, and is committed, only once its dead-letter is
+// acknowledged; under ExactlyOnce, in the stream's transaction); outside
+// the handling of a record it sends through eng. An *EmitError is passed
+// on as it is: its source record is delivered again anyway. The dead-letter record has the
 // original key, value (the raw bytes) and headers, plus headers naming the
 // source topic, partition and offset and the error. If sending fails, the
 // original error and the send's are returned together, so the record is not
@@ -91,6 +103,10 @@ func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 			err := next(ctx, rec)
 			if err == nil {
 				return nil
+			}
+			var ee *EmitError
+			if errors.As(err, &ee) {
+				return err
 			}
 			var value []byte
 			if rec.Raw != nil {
@@ -107,7 +123,13 @@ func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 				WithHeader(HeaderDLQErrorMessage, []byte(err.Error())),
 				WithHeader(HeaderDLQErrorClass, []byte(errorClass(err))),
 			)
-			if _, serr := eng.Send(ctx, topic, value, opts...); serr != nil {
+			var serr error
+			if src := sourceFrom(ctx); src != nil {
+				serr = src.ss.emit(ctx, src.recs, topic, value, opts)
+			} else {
+				_, serr = eng.Send(ctx, topic, value, opts...)
+			}
+			if serr != nil {
 				return errors.Join(err, fmt.Errorf("kstream: dead-letter to %q: %w", topic, serr))
 			}
 			return nil

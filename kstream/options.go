@@ -187,6 +187,10 @@ type config struct {
 	set []setOption // the options given, in order
 
 	control controlConfig // StartAt, StopAtEnd (control_options.go)
+
+	exactlyOnce    bool          // ExactlyOnce (txn_options.go)
+	commitInterval time.Duration // CommitInterval; 0: the mode's default
+	readCommitted  bool          // ReadCommitted
 }
 
 // Brokers sets the seed brokers ("host:port") to connect to. Without it a
@@ -503,6 +507,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: ManualCommit needs Group: a stream without a group has nowhere to commit to", ErrInvalidOption)
 	}
 	if err := c.validateControl(); err != nil {
+		return err
+	}
+	if err := c.validateTxn(); err != nil {
 		return err
 	}
 	seen := make(map[topicPartition]bool, len(c.initial))

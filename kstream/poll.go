@@ -24,7 +24,7 @@ const (
 // step finishes prev (marks it processed unless the stream is closing),
 // then takes the next record and records it as yielded and in flight. It is
 // the fused fast path of Records.
-func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Record) (*kgo.Record, *FetchError, popStatus) {
+func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Record) (*kgo.Record, error, popStatus) {
 	push := false
 	ss.mu.Lock()
 	if prev != nil {
@@ -52,7 +52,11 @@ func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Rec
 // whether the caller holds no records, so that a waiting rebalance may run;
 // if it may not, popLocked returns popYield instead. ss.mu is held, and
 // released while polling.
-func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline time.Time, allow bool) (*kgo.Record, *FetchError, popStatus) {
+//
+// The error, if any, is a *FetchError or an *EmitError. Under ExactlyOnce
+// popLocked also ends the transaction when it is due and nothing is in
+// hand (txn.go).
+func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline time.Time, allow bool) (*kgo.Record, error, popStatus) {
 	for {
 		if ss.closing.Load() {
 			return nil, nil, popEnd
@@ -84,6 +88,23 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 				return nil, nil, popYield
 			}
 			ss.applySeeksLocked()
+			continue
+		}
+		if ss.emitFailed.Load() {
+			if !allow {
+				return nil, nil, popYield
+			}
+			ss.mu.Unlock()
+			ss.recoverEmits()
+			ss.mu.Lock()
+			continue
+		}
+		if ss.txn != nil && allow && ss.txnEndDueLocked() {
+			ss.mu.Unlock()
+			ectx, cancel := ss.txnEndCtx()
+			ss.endTxn(ectx, true)
+			cancel()
+			ss.mu.Lock()
 			continue
 		}
 		if len(ss.errs) > 0 {
@@ -121,9 +142,22 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return nil, nil, popTimeout
 		}
+		pollDeadline, pollAllow := deadline, allow
+		if ss.txn != nil && ss.dirty {
+			// The open transaction holds records: rebalances wait for its
+			// end (a waiting one wakes the poll), and the poll returns
+			// when the transaction is due.
+			pollAllow = false
+			if due := ss.txnDeadline(); pollDeadline.IsZero() || due.Before(pollDeadline) {
+				pollDeadline = due
+			}
+		}
 		ss.mu.Unlock()
-		st := ss.poll(ctx, deadline, allow)
+		st := ss.poll(ctx, pollDeadline, pollAllow)
 		ss.mu.Lock()
+		if st == popTimeout && !pollDeadline.Equal(deadline) && (deadline.IsZero() || time.Now().Before(deadline)) {
+			continue // the transaction's deadline, not the caller's
+		}
 		if ss.ctl.woken {
 			// Resume or Seek ended the poll: look again.
 			ss.ctl.woken = false
@@ -197,7 +231,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 				partition = -1 // a group-level error, not a partition's
 			}
 			ss.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
-			ss.errs = append(ss.errs, &FetchError{Topic: topic, Partition: partition, Err: err})
+			ss.errs = append(ss.errs, error(&FetchError{Topic: topic, Partition: partition, Err: err}))
 		case errFatal:
 			if topic == "" {
 				partition = -1

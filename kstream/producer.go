@@ -521,22 +521,7 @@ func getAsyncOp() *sendOp {
 // that says so, made after the options, so that no option can undo it.
 func (op *sendOp) prepare(ctx context.Context, topic string, key, value []byte, opts []SendOption) {
 	op.rec = kgo.Record{Topic: topic, Key: key, Value: value, Context: ctx}
-	manual := false
-	for i := range opts {
-		switch o := &opts[i]; o.field {
-		case sendKey:
-			op.rec.Key = o.bytes
-		case sendHeader:
-			op.rec.Headers = append(op.rec.Headers, Header{Key: o.name, Value: o.bytes})
-		case sendPartition:
-			op.rec.Partition, manual = o.part, true
-		case sendTimestamp:
-			op.rec.Timestamp = o.time
-		}
-	}
-	if manual {
-		op.rec.Context = &sendCtx{Context: ctx, manual: true}
-	}
+	applySendOptions(&op.rec, ctx, opts)
 }
 
 // release clears op, so that nothing of the caller's is kept, and makes it

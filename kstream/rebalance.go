@@ -7,6 +7,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -47,9 +48,23 @@ func (ss *session) giveWay(cl *kgo.Client) {
 	if len(rewind) > 0 {
 		cl.SetOffsets(rewind)
 	}
+	ctx, cancel := context.WithTimeout(ss.abortCtx, giveWayEmitWait)
+	if ss.txn != nil {
+		// The transaction ends, committed, before the rebalance goes on.
+		ss.endTxn(ctx, true)
+	} else if ss.emitting.Load() > 0 {
+		// So that the commit before a revoke covers the records whose
+		// emits are acknowledged meanwhile.
+		_ = cl.Flush(ctx)
+	}
+	cancel()
 	ss.pushMarks(cl)
 	cl.AllowRebalance()
 }
+
+// giveWayEmitWait bounds how long a give-way waits for the records
+// emitted so far (or, under ExactlyOnce, for the end of the transaction).
+const giveWayEmitWait = 10 * time.Second
 
 // rewindLocked empties the buffer and returns, per partition that needs
 // it, where to read again (partState.rewindTarget); each such partition's
@@ -167,7 +182,9 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	if countPartitions(revoked) == 0 {
 		return
 	}
-	if !ss.manual {
+	if ss.txn != nil {
+		ss.txn.revoked.Store(true) // the transaction open now ends aborted
+	} else if !ss.manual {
 		if err := ss.commitMarked(ctx, cl); err != nil {
 			ss.log.Error("commit before revoke failed; processed records will be delivered again", "err", err)
 		}
@@ -182,6 +199,9 @@ func (ss *session) onLost(ctx context.Context, cl *kgo.Client, lost map[string][
 	ss.clp.CompareAndSwap(nil, cl)
 	if countPartitions(lost) == 0 {
 		return
+	}
+	if ss.txn != nil {
+		ss.txn.revoked.Store(true)
 	}
 	ss.log.Warn("partitions lost", "partitions", lost)
 	ss.noteRebalance("lost")
@@ -210,8 +230,13 @@ func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 	ss.mu.Lock()
 	if ss.ranging {
 		// A poll of the range has returned (that is what blocks): the
-		// range gives way at its next step.
+		// range gives way at its next step. A poll that held
+		// rebalances back (ExactlyOnce, busy lanes) is woken.
 		ss.rebalancePending.Store(true)
+		if ss.ctl.wake != nil {
+			ss.ctl.woken = true
+			ss.ctl.wake()
+		}
 		ss.mu.Unlock()
 		return
 	}

@@ -61,7 +61,7 @@ type session struct {
 	mu           sync.Mutex
 	buf          []*kgo.Record // polled, not yet yielded: buf[pos:]
 	pos          int
-	errs         []*FetchError // errors from the last poll, not yet yielded
+	errs         []error // *FetchError of the last poll, *EmitError: not yet yielded
 	fatal        *FetchError
 	parts        map[topicPartition]*partState
 	lastTP       topicPartition
@@ -76,6 +76,14 @@ type session struct {
 	// records its lanes have not started and waits for those running.
 	stopDispatch func()
 	ctl          control // pauses, seeks and bounds (control.go)
+
+	// Emit (emit.go): records emitted and not yet acknowledged, whether
+	// one failed and waits for recoverEmits, the generation of emit
+	// bookkeeping; the transaction of an ExactlyOnce stream (txn.go).
+	emitting   atomic.Int64
+	emitFailed atomic.Bool
+	emitGen    uint64 // under mu
+	txn        *txnState
 }
 
 // partLocked returns the state of r's partition, creating it for a stream
@@ -123,7 +131,8 @@ func (ss *session) beginRange() {
 func (ss *session) endRange() {
 	ss.mu.Lock()
 	ss.ranging = false
-	if !ss.closing.Load() && len(ss.inflight) > 0 {
+	early := len(ss.inflight) > 0 // break, return or panic with a record in hand
+	if !ss.closing.Load() && early {
 		ss.giveBackLocked(ss.inflight)
 	}
 	ss.inflight = ss.inflight[:0]
@@ -134,6 +143,13 @@ func (ss *session) endRange() {
 			ss.client().AllowRebalance() // Close leaves the group; let it
 		}
 		return
+	}
+	if ss.txn != nil && early {
+		// Leaving the loop early aborts the open transaction: every
+		// record since the last commit is delivered again.
+		ectx, cancel := ss.txnEndCtx()
+		ss.endTxn(ectx, false)
+		cancel()
 	}
 	ss.pushMarks(ss.client())
 	if !ss.group {

@@ -1,0 +1,474 @@
+// Emit: output tied to the record being handled (DESIGN §10).
+
+package kstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gokstreams/kstreams/codec"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrNoRecordInHand is returned by Emit called outside the handling of a
+// record: from a range body between records, or with a ctx that carries no
+// record of a Handle or HandleBatches function while no range body holds
+// one.
+var ErrNoRecordInHand = errors.New("kstream: Emit outside the handling of a record: no record in hand to tie the output to")
+
+// EmitError reports a record emitted for a source record that failed for
+// good. Topic, Partition and Offset name the source record; To is the topic
+// the emitted record was for. The source record and every later record of
+// its partition are delivered again (under ExactlyOnce: every record of the
+// aborted transaction).
+type EmitError struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	To        string
+	Err       error
+}
+
+func (e *EmitError) Error() string {
+	return fmt.Sprintf("kstream: emit to topic %q for record topic %q partition %d offset %d: %v", e.To, e.Topic, e.Partition, e.Offset, e.Err)
+}
+
+func (e *EmitError) Unwrap() error { return e.Err }
+
+// Emit writes value to topic without waiting for the broker, tied to the
+// record being handled: in a Handle or HandleBatches function, the record
+// or batch that function was given (pass the ctx it received: this is how
+// it works under PartitionConcurrency and KeyConcurrency); in a range body,
+// the record or batch in hand. Without one it returns ErrNoRecordInHand.
+//
+// In the default mode a record counts as processed only once the body has
+// finished with it and every record emitted for it is acknowledged, so no
+// commit covers a record whose output may be missing; a commit held back
+// this way holds back only the source record's partition. An emitted record
+// that fails for good is yielded as an *EmitError (Handle streams: through
+// the middleware and the error policy), and the source record and every
+// later record of its partition are delivered again. Under ExactlyOnce the
+// emitted records are part of the stream's open transaction.
+//
+// Emit returns an error only for what it can tell at once: no record in
+// hand, an empty topic, a stream not open or closed, or ctx ending while
+// the producer's buffer is full. Records emitted for a record that a body
+// breaks on, returns or panics on are not withdrawn (except under
+// ExactlyOnce, whose transaction aborts): the record is delivered again,
+// and emits again.
+func (s *Stream[T]) Emit(ctx context.Context, topic string, value []byte, opts ...SendOption) error {
+	if src := sourceFrom(ctx); src != nil && src.ss.handle.name == s.name {
+		return src.ss.emit(ctx, src.recs, topic, value, opts)
+	}
+	ss, err := s.session()
+	if err != nil {
+		return err
+	}
+	return ss.emit(ctx, nil, topic, value, opts)
+}
+
+// Emit is Stream.Emit, for a listener or an Emitter.
+func (h *streamHandle) Emit(ctx context.Context, topic string, value []byte, opts ...SendOption) error {
+	var recs []*kgo.Record
+	if src := sourceFrom(ctx); src != nil && src.ss == h.ss {
+		recs = src.recs
+	}
+	return h.ss.emit(ctx, recs, topic, value, opts)
+}
+
+// Emitter emits values of type V to one topic through a stream, encoded
+// with an encoder, as Producer does for Send.
+type Emitter[V any] struct {
+	s     AnyStream
+	topic string
+	enc   codec.Encoder[V]
+}
+
+// NewEmitter returns an Emitter of values to topic through s. A nil s, an
+// empty topic or a nil encoder makes every Emit fail with an error
+// wrapping ErrInvalidOption.
+func NewEmitter[V any](s AnyStream, topic string, enc codec.Encoder[V]) *Emitter[V] {
+	return &Emitter[V]{s: s, topic: topic, enc: enc}
+}
+
+// Emit encodes v and emits it with key, as Stream.Emit does. Options given
+// after the key may replace it (WithKey).
+func (e *Emitter[V]) Emit(ctx context.Context, key []byte, v V, opts ...SendOption) error {
+	switch {
+	case e.s == nil:
+		return fmt.Errorf("%w: NewEmitter: nil stream", ErrInvalidOption)
+	case e.topic == "":
+		return fmt.Errorf("%w: NewEmitter: empty topic", ErrInvalidOption)
+	case e.enc == nil:
+		return fmt.Errorf("%w: NewEmitter: nil encoder for topic %q", ErrInvalidOption, e.topic)
+	}
+	b, err := e.enc.Encode(v)
+	if err != nil {
+		return fmt.Errorf("kstream: encode value for topic %q: %w", e.topic, err)
+	}
+	all := make([]SendOption, 0, len(opts)+1)
+	all = append(append(all, WithKey(key)), opts...)
+	return e.s.Emit(ctx, e.topic, b, all...)
+}
+
+// emitSource is what a Handle or HandleBatches function's ctx carries: the
+// session and the record or batch the function was given.
+type emitSource struct {
+	context.Context
+	ss   *session
+	recs []*kgo.Record // nil: the record or batch in hand of the range
+	one  [1]*kgo.Record
+}
+
+type emitSourceKey struct{}
+
+func (c *emitSource) Value(key any) any {
+	if key == (emitSourceKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// withSource returns ctx carrying ss, for the functions of a serial
+// Handle or HandleBatches stream, whose record or batch in hand is the
+// session's.
+func withSource(ctx context.Context, ss *session) context.Context {
+	return &emitSource{Context: ctx, ss: ss}
+}
+
+// withRecord returns ctx carrying ss and r, for a handler running on a
+// lane of a concurrent stream.
+func withRecord(ctx context.Context, ss *session, r *kgo.Record) context.Context {
+	src := &emitSource{Context: ctx, ss: ss}
+	src.one[0] = r
+	src.recs = src.one[:]
+	return src
+}
+
+func sourceFrom(ctx context.Context) *emitSource {
+	if ctx == nil {
+		return nil
+	}
+	src, _ := ctx.Value(emitSourceKey{}).(*emitSource)
+	return src
+}
+
+// emitOp is one emitted record until its acknowledgement: one allocation
+// per Emit, its promise bound once.
+type emitOp struct {
+	ss    *session
+	rec   kgo.Record
+	ties  []emitTie
+	one   [1]emitTie
+	start time.Time
+}
+
+// emitTie names a source partition and record an emit holds back: the
+// lowest record of that partition among the records being handled.
+type emitTie struct {
+	tp  topicPartition
+	off int64
+	gen uint64
+}
+
+func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, value []byte, opts []SendOption) error {
+	if topic == "" {
+		return fmt.Errorf("%w: Emit: empty topic", ErrInvalidOption)
+	}
+	ctx = orBackground(ctx)
+	op := &emitOp{ss: ss}
+	op.rec = kgo.Record{Topic: topic, Value: value, Context: ctx}
+	applySendOptions(&op.rec, ctx, opts)
+	ss.mu.Lock()
+	if recs == nil {
+		recs = ss.inflight
+	}
+	if len(recs) == 0 {
+		ss.mu.Unlock()
+		return ErrNoRecordInHand
+	}
+	op.ties = op.one[:0]
+	for _, r := range recs {
+		op.ties = addTie(op.ties, r)
+	}
+	if ss.txn == nil {
+		// The default mode: each source partition's commit waits for it.
+		for i := range op.ties {
+			t := &op.ties[i]
+			ps := ss.parts[t.tp]
+			if ps == nil {
+				continue // revoked meanwhile: nothing of it will be committed here
+			}
+			t.gen = ss.emitStateLocked(ps).add(t.off)
+		}
+	}
+	ss.emitting.Add(1)
+	ss.mu.Unlock()
+	op.start = time.Now()
+	ss.client().Produce(ctx, &op.rec, op.acked)
+	return nil
+}
+
+// addTie adds r's partition to ties, or lowers its offset there.
+func addTie(ties []emitTie, r *kgo.Record) []emitTie {
+	for i := range ties {
+		if ties[i].tp.partition == r.Partition && ties[i].tp.topic == r.Topic {
+			ties[i].off = min(ties[i].off, r.Offset)
+			return ties
+		}
+	}
+	return append(ties, emitTie{tp: topicPartition{r.Topic, r.Partition}, off: r.Offset})
+}
+
+// acked is an emitted record's promise.
+func (op *emitOp) acked(r *kgo.Record, err error) {
+	ss := op.ss
+	ss.noteEmit(r.Topic, time.Since(op.start), err)
+	if err != nil {
+		ss.log.Warn("emitted record failed; its source record will be delivered again", "to", r.Topic, "source_topic", op.ties[0].tp.topic, "source_partition", op.ties[0].tp.partition, "source_offset", op.ties[0].off, "err", err)
+	}
+	push := false
+	ss.mu.Lock()
+	for _, t := range op.ties {
+		var fail *EmitError
+		if err != nil {
+			fail = &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err}
+		}
+		if ss.txn != nil {
+			if fail != nil {
+				ss.txn.failures = append(ss.txn.failures, fail)
+				ss.emitFailed.Store(true)
+			}
+			continue
+		}
+		ps := ss.parts[t.tp]
+		if ps == nil || ps.em == nil {
+			continue
+		}
+		if !ps.em.done(t.off, t.gen) {
+			continue // rewound past since: it will be emitted again
+		}
+		if fail != nil && (ps.em.failed == nil || t.off < ps.em.failed.Offset) {
+			ps.em.failed = fail
+			ss.emitFailed.Store(true)
+		}
+		ss.settleEmitsLocked(ps)
+	}
+	push = ss.dirty && ss.pushDue.Load() && !ss.closing.Load()
+	ss.mu.Unlock()
+	if ss.emitting.Add(-1) == 0 {
+		ss.emitIdle()
+	}
+	if push {
+		// The loop may be waiting for records: push now, as the mark
+		// timer, which is idle, would have.
+		ss.pushMarks(ss.client())
+	}
+}
+
+// emitState is the emit bookkeeping of one partition, in the default mode:
+// the body's own watermark and the source records whose emits are not yet
+// acknowledged. A partition's processed watermark (what commits cover) is
+// the body's, held back at the lowest source with emits outstanding or
+// failed.
+type emitState struct {
+	finished      int64 // next offset after the records the body finished
+	finishedEpoch int32
+	pending       []emitPending // by offset
+	failed        *EmitError    // the lowest failure not yet yielded
+	gen           uint64
+}
+
+type emitPending struct {
+	off int64
+	gen uint64
+	n   int
+}
+
+// emitStateLocked returns ps's emit state, making it on the partition's
+// first emit. ss.mu is held.
+func (ss *session) emitStateLocked(ps *partState) *emitState {
+	if ps.em == nil {
+		ss.emitGen++
+		ps.em = &emitState{finished: ps.processed, finishedEpoch: ps.epoch, gen: ss.emitGen}
+	}
+	return ps.em
+}
+
+// add records one more emit outstanding for the source at off and returns
+// the generation to acknowledge it with.
+func (em *emitState) add(off int64) uint64 {
+	i := len(em.pending)
+	for i > 0 && em.pending[i-1].off > off {
+		i--
+	}
+	if i > 0 && em.pending[i-1].off == off && em.pending[i-1].gen == em.gen {
+		em.pending[i-1].n++
+		return em.gen
+	}
+	em.pending = append(em.pending, emitPending{})
+	copy(em.pending[i+1:], em.pending[i:])
+	em.pending[i] = emitPending{off: off, gen: em.gen, n: 1}
+	return em.gen
+}
+
+// done records one emit of the source at off acknowledged (or failed). It
+// reports false when the source is no longer waited for (a rewind dropped
+// it).
+func (em *emitState) done(off int64, gen uint64) bool {
+	for i := range em.pending {
+		p := &em.pending[i]
+		if p.off > off {
+			break
+		}
+		if p.off == off && p.gen == gen {
+			if p.n--; p.n == 0 {
+				em.pending = append(em.pending[:i], em.pending[i+1:]...)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// capOffset is the offset commits of the partition must not pass: its
+// lowest source with emits outstanding or failed; ok is false when there
+// is none.
+func (em *emitState) capOffset() (int64, bool) {
+	off, ok := int64(0), false
+	if len(em.pending) > 0 {
+		off, ok = em.pending[0].off, true
+	}
+	if em.failed != nil && (!ok || em.failed.Offset < off) {
+		off, ok = em.failed.Offset, true
+	}
+	return off, ok
+}
+
+// rewound forgets, for a partition read again from off, the sources at or
+// after off: they will be handled, and emit, again.
+func (em *emitState) rewound(off int64, gen uint64) {
+	em.finished = min(em.finished, off)
+	kept := em.pending[:0]
+	for _, p := range em.pending {
+		if p.off < off {
+			kept = append(kept, p)
+		}
+	}
+	em.pending = kept
+	if em.failed != nil && em.failed.Offset >= off {
+		em.failed = nil
+	}
+	em.gen = gen
+}
+
+// settleEmitsLocked moves ps.processed up to the body's watermark, held
+// back by emits outstanding or failed. ss.mu is held.
+func (ss *session) settleEmitsLocked(ps *partState) {
+	em := ps.em
+	target, epoch := em.finished, em.finishedEpoch
+	if c, ok := em.capOffset(); ok && c < target {
+		target, epoch = c, -1
+	}
+	if target > ps.processed {
+		ps.processed, ps.epoch = target, epoch
+		ss.dirty = true
+		if ps.ending {
+			ss.checkEndLocked(ps)
+		}
+	}
+}
+
+// markEmittedLocked is markLocked for a partition with emits: the body
+// finished r.
+func (ss *session) markEmittedLocked(ps *partState, r *kgo.Record) {
+	if r.Offset+1 > ps.em.finished {
+		ps.em.finished, ps.em.finishedEpoch = r.Offset+1, r.LeaderEpoch
+	}
+	ss.settleEmitsLocked(ps)
+}
+
+// awaitEmits waits until every record emitted so far is acknowledged or
+// failed, for a commit that must cover their sources, or until ctx ends.
+func (ss *session) awaitEmits(ctx context.Context) error {
+	if ss.emitting.Load() == 0 {
+		return nil
+	}
+	if err := ss.client().Flush(ctx); err != nil {
+		return fmt.Errorf("kstream: stream %q: waiting for emitted records: %w", ss.name, err)
+	}
+	return nil
+}
+
+// emitIdle is called when no emitted record is outstanding.
+func (ss *session) emitIdle() {}
+
+// recoverEmits handles emitted records that failed, at a record boundary
+// of the range (nothing in hand): each failure is queued to be yielded as
+// an *EmitError and its source partition is rewound to the source record,
+// so that the source and every later record are delivered again. A
+// concurrent Handle stream's lanes first drop what they have not started
+// and finish what runs, as for a rebalance, and every partition is rewound
+// to its lowest unfinished record. Under ExactlyOnce the open transaction
+// is aborted instead (txn.go).
+func (ss *session) recoverEmits() {
+	if ss.txn != nil {
+		ss.endTxn(ss.fetchCtx, false)
+		return
+	}
+	ss.mu.Lock()
+	stop := ss.stopDispatch
+	ss.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	ss.mu.Lock()
+	ss.emitFailed.Store(false)
+	rewind := ss.rewindLocked()
+	for tp, ps := range ss.parts {
+		em := ps.em
+		if em == nil || em.failed == nil {
+			continue
+		}
+		fail := em.failed
+		off := fail.Offset
+		if cur, ok := rewind[tp.topic][tp.partition]; ok && cur.Offset < off {
+			off = cur.Offset
+		}
+		ps.rewindTo(off)
+		ss.emitGen++
+		em.rewound(off, ss.emitGen)
+		if rewind == nil {
+			rewind = make(map[string]map[int32]kgo.EpochOffset)
+		}
+		addOffset(rewind, tp, kgo.EpochOffset{Epoch: -1, Offset: off})
+		ss.errs = append(ss.errs, fail)
+		ss.log.Warn("emit failed: partition rewound to the source record", "topic", tp.topic, "partition", tp.partition, "offset", off, "to", fail.To, "err", fail.Err)
+	}
+	ss.mu.Unlock()
+	if len(rewind) > 0 {
+		ss.client().SetOffsets(rewind)
+	}
+}
+
+// applySendOptions applies opts to r, as sendOp.prepare does for sends.
+func applySendOptions(r *kgo.Record, ctx context.Context, opts []SendOption) {
+	manual := false
+	for i := range opts {
+		switch o := &opts[i]; o.field {
+		case sendKey:
+			r.Key = o.bytes
+		case sendHeader:
+			r.Headers = append(r.Headers, Header{Key: o.name, Value: o.bytes})
+		case sendPartition:
+			r.Partition, manual = o.part, true
+		case sendTimestamp:
+			r.Timestamp = o.time
+		}
+	}
+	if manual {
+		r.Context = &sendCtx{Context: ctx, manual: true}
+	}
+}
