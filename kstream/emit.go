@@ -53,8 +53,10 @@ func (e *EmitError) Unwrap() error { return e.Err }
 // emitted records are part of the stream's open transaction.
 //
 // Emit returns an error only for what it can tell at once: no record in
-// hand, an empty topic, a stream not open or closed, or ctx ending while
-// the producer's buffer is full. Records emitted for a record that a body
+// hand, an empty topic, a stream not open or closed, or ctx already done.
+// The emitted record does not end with ctx (a loop ended by canceling its
+// ctx ends normally, and Close writes what it emitted); when the producer's
+// buffer is full (kgo.MaxBufferedRecords), Emit waits for room. Records emitted for a record that a body
 // breaks on, returns or panics on are not withdrawn (except under
 // ExactlyOnce, whose transaction aborts): the record is delivered again,
 // and emits again.
@@ -178,6 +180,13 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 		return fmt.Errorf("%w: Emit: empty topic", ErrInvalidOption)
 	}
 	ctx = orBackground(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// The emitted record does not die with ctx: a loop ended by
+	// canceling its ctx ends normally, and what it emitted is written
+	// (Close flushes). ctx's values (a trace) go with the record.
+	ctx = context.WithoutCancel(ctx)
 	op := &emitOp{ss: ss}
 	op.rec = kgo.Record{Topic: topic, Value: value, Context: ctx}
 	applySendOptions(&op.rec, ctx, opts)
@@ -255,6 +264,11 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 			ss.emitFailed.Store(true)
 		}
 		ss.settleEmitsLocked(ps)
+	}
+	if err != nil && ss.ctl.wake != nil {
+		// A range waiting for records handles the failure now.
+		ss.ctl.woken = true
+		ss.ctl.wake()
 	}
 	push = ss.dirty && ss.pushDue.Load() && !ss.closing.Load()
 	ss.mu.Unlock()
