@@ -464,7 +464,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 // processed.
 func (ss *session) markDone(r *kgo.Record) {
 	ss.mu.Lock()
-	if ss.closing.Load() {
+	if ss.closing.Load() && ss.txn == nil { // under ExactlyOnce, as step
 		ss.mu.Unlock()
 		return
 	}

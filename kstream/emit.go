@@ -162,9 +162,10 @@ func sourceFrom(ctx context.Context) *emitSource {
 type emitOp struct {
 	ss    *session
 	rec   kgo.Record
-	ties  []emitTie
-	one   [1]emitTie
-	start time.Time
+	ties   []emitTie
+	one    [1]emitTie
+	start  time.Time
+	txnGen uint64 // under ExactlyOnce, the transaction it was emitted in
 }
 
 // emitTie names a source partition and record an emit holds back: the
@@ -202,7 +203,10 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	for _, r := range recs {
 		op.ties = addTie(op.ties, r)
 	}
-	if ss.txn == nil {
+	if ss.txn != nil {
+		ss.dirty = true // the transaction holds output
+		op.txnGen = ss.txn.gen
+	} else {
 		// The default mode: each source partition's commit waits for it.
 		for i := range op.ties {
 			t := &op.ties[i]
@@ -234,19 +238,23 @@ func addTie(ties []emitTie, r *kgo.Record) []emitTie {
 // acked is an emitted record's promise.
 func (op *emitOp) acked(r *kgo.Record, err error) {
 	ss := op.ss
-	ss.noteEmit(r.Topic, time.Since(op.start), err)
+	push := false
+	ss.mu.Lock()
+	if err != nil && ss.txn != nil && op.txnGen != ss.txn.gen {
+		err = nil // failed by the abort of its transaction: not a failure of its own
+	} else {
+		ss.noteEmit(r.Topic, time.Since(op.start), err)
+	}
 	if err != nil {
 		ss.log.Warn("emitted record failed; its source record will be delivered again", "to", r.Topic, "source_topic", op.ties[0].tp.topic, "source_partition", op.ties[0].tp.partition, "source_offset", op.ties[0].off, "err", err)
 	}
-	push := false
-	ss.mu.Lock()
 	for _, t := range op.ties {
 		var fail *EmitError
 		if err != nil {
 			fail = &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err}
 		}
 		if ss.txn != nil {
-			if fail != nil {
+			if fail != nil && op.txnGen == ss.txn.gen {
 				ss.txn.failures = append(ss.txn.failures, fail)
 				ss.emitFailed.Store(true)
 			}

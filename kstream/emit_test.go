@@ -169,59 +169,69 @@ func TestEmitOutsideARecord(t *testing.T) {
 
 // A failed emit holds the commit of its partition at the source record,
 // is yielded as an *EmitError, and the partition is read again from the
-// source record; once the fault heals every input has its output.
+// source record (under ExactlyOnce: the transaction aborts, and every
+// record since the last commit is read again); once the fault heals every
+// input has its output (exactly once under ExactlyOnce).
 func TestEmitFailureRewindsAndHoldsTheCommit(t *testing.T) {
-	const n = 20
-	e := newEnv(t, 1, n)
-	out := e.topic + "-out"
-	if err := e.c.CreateTopic(e.ctx, out, 1); err != nil {
-		t.Fatal(err)
-	}
-	fault := e.c.FailProduce(t, out, kerr.InvalidRecord, 1)
-	s := e.stream(kstream.Group("g"))
-	var emitErrs []*kstream.EmitError
-	handled := map[int64]int{}
-	err := opened(e.ctx, s, func(ctx context.Context) error {
-		lctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		for rec, err := range s.Records(lctx) {
-			var ee *kstream.EmitError
-			if errors.As(err, &ee) {
-				emitErrs = append(emitErrs, ee)
-				// Never committed past the failed source record.
-				if got := e.committed("g")[0]; got > ee.Offset {
-					t.Errorf("committed %d past the failed source record %d", got, ee.Offset)
+	for _, mode := range []string{"default", "exactly-once"} {
+		t.Run(mode, func(t *testing.T) {
+			const n = 20
+			e := newEnv(t, 1, n)
+			out := e.topic + "-out"
+			if err := e.c.CreateTopic(e.ctx, out, 1); err != nil {
+				t.Fatal(err)
+			}
+			fault := e.c.FailProduce(t, out, kerr.InvalidRecord, 1)
+			opts := []kstream.Option{kstream.Group("g")}
+			if mode == "exactly-once" {
+				opts = append(opts, kstream.ExactlyOnce())
+			}
+			s := e.stream(opts...)
+			var emitErrs []*kstream.EmitError
+			handled := map[int64]int{}
+			err := opened(e.ctx, s, func(ctx context.Context) error {
+				lctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				for rec, err := range s.Records(lctx) {
+					var ee *kstream.EmitError
+					if errors.As(err, &ee) {
+						emitErrs = append(emitErrs, ee)
+						// Never committed past the failed source record.
+						if got := e.committed("g")[0]; got > ee.Offset {
+							t.Errorf("committed %d past the failed source record %d", got, ee.Offset)
+						}
+						continue
+					}
+					if err != nil {
+						return err
+					}
+					handled[rec.Offset]++
+					if err := s.Emit(lctx, out, []byte("out-"+rec.Value)); err != nil {
+						return err
+					}
+					if rec.Offset == n-1 && len(emitErrs) > 0 {
+						cancel()
+					}
 				}
-				continue
-			}
+				return nil
+			})
 			if err != nil {
-				return err
+				t.Fatal(err)
 			}
-			handled[rec.Offset]++
-			if err := s.Emit(lctx, out, []byte("out-"+rec.Value)); err != nil {
-				return err
+			if fault.Hits() == 0 || len(emitErrs) == 0 {
+				t.Fatalf("fault hits %d, emit errors %d: the fault did not bite", fault.Hits(), len(emitErrs))
 			}
-			if rec.Offset == n-1 && len(emitErrs) > 0 {
-				cancel()
+			ee := emitErrs[0]
+			if ee.Topic != e.topic || ee.Partition != 0 || ee.To != out || !errors.Is(ee, kerr.InvalidRecord) {
+				t.Fatalf("EmitError %+v does not name the source record and target", ee)
 			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+			if handled[ee.Offset] < 2 {
+				t.Fatalf("source record %d handled %d times, want it delivered again", ee.Offset, handled[ee.Offset])
+			}
+			wantEach(t, e.outputs(out, true), n, mode == "exactly-once")
+			e.wantCommitted("g", map[int32]int64{0: n})
+		})
 	}
-	if fault.Hits() == 0 || len(emitErrs) == 0 {
-		t.Fatalf("fault hits %d, emit errors %d: the fault did not bite", fault.Hits(), len(emitErrs))
-	}
-	ee := emitErrs[0]
-	if ee.Topic != e.topic || ee.Partition != 0 || ee.To != out || !errors.Is(ee, kerr.InvalidRecord) {
-		t.Fatalf("EmitError %+v does not name the source record and target", ee)
-	}
-	if handled[ee.Offset] < 2 {
-		t.Fatalf("source record %d handled %d times, want it delivered again", ee.Offset, handled[ee.Offset])
-	}
-	wantEach(t, e.outputs(out, false), n, false)
-	e.wantCommitted("g", map[int32]int64{0: n})
 }
 
 // With ManualCommit, Commit waits for the acknowledgement of what it

@@ -29,7 +29,9 @@ func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Rec
 	ss.mu.Lock()
 	if prev != nil {
 		ss.inflight = ss.inflight[:0]
-		if !ss.closing.Load() {
+		// Under ExactlyOnce a record finished while closing is marked:
+		// its output is in the transaction Close commits.
+		if !ss.closing.Load() || ss.txn != nil {
 			ss.markLocked(prev)
 			push = ss.dirty && ss.pushDue.Load()
 		}
@@ -312,7 +314,7 @@ func (ss *session) yielding(rs []*kgo.Record) int {
 func (ss *session) processed(rs []*kgo.Record) {
 	ss.mu.Lock()
 	ss.inflight = ss.inflight[:0]
-	if ss.closing.Load() {
+	if ss.closing.Load() && ss.txn == nil {
 		ss.mu.Unlock()
 		return
 	}

@@ -38,6 +38,7 @@ type txnState struct {
 	revoked  atomic.Bool  // a revoke or loss since began: the end aborts
 	timer    *time.Timer
 	failures []*EmitError // emitted records that failed, under session.mu
+	gen      uint64       // transactions ended, under session.mu
 }
 
 // txnOpts returns the client options of an ExactlyOnce session, placed
@@ -92,13 +93,15 @@ func (ss *session) txnEndDueLocked() bool {
 	if t.revoked.Load() {
 		return true
 	}
-	if !t.due.Load() || !ss.dirty {
+	if !ss.dirty {
 		return false
 	}
 	if ss.pos >= len(ss.buf) {
-		return true
+		// At a poll: the poll's deadline may have passed a moment before
+		// the timer fired.
+		return t.due.Load() || !time.Now().Before(ss.txnDeadline())
 	}
-	return time.Since(time.Unix(0, t.began.Load())) >= 2*t.interval
+	return t.due.Load() && time.Since(time.Unix(0, t.began.Load())) >= 2*t.interval
 }
 
 // txnDeadline is when a poll of a transaction holding records must
@@ -131,6 +134,14 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 		stop()
 	}
 	ss.mu.Lock()
+	if commit && len(ss.inflight) > 0 {
+		// A body holds a record (Close from another goroutine): what it
+		// emitted is in the transaction and its offset is not, so the
+		// transaction cannot commit. Its records are delivered again, as
+		// after a break.
+		commit, wanted = false, false
+		ss.log.Warn("closing while the loop body holds a record: the open transaction is aborted and its records will be delivered again")
+	}
 	rewind := ss.rewindLocked()
 	content := ss.dirty
 	ss.mu.Unlock()
@@ -156,6 +167,11 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	committed, err := t.sess.End(ctx, kgo.TransactionEndTry(commit))
 	t.revoked.Store(false)
 	ss.mu.Lock()
+	// Emits of this transaction that fail from now on (an abort fails
+	// what was buffered) belong to it, not to the next.
+	t.gen++
+	t.failures = nil
+	ss.emitFailed.Store(false)
 	if committed {
 		for _, ps := range ss.parts {
 			if ps.processed > ps.committed {
