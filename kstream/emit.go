@@ -160,8 +160,8 @@ func sourceFrom(ctx context.Context) *emitSource {
 // emitOp is one emitted record until its acknowledgement: one allocation
 // per Emit, its promise bound once.
 type emitOp struct {
-	ss    *session
-	rec   kgo.Record
+	ss     *session
+	rec    kgo.Record
 	ties   []emitTie
 	one    [1]emitTie
 	start  time.Time
