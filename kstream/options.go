@@ -18,7 +18,8 @@ import (
 //
 //   - options of streams: Topics, TopicPattern, Group, InitialOffsets,
 //     ManualCommit, Listener, ResetOffset, MaxPollRecords, InstanceID,
-//     PartitionConcurrency, KeyConcurrency, StartAt and StopAtEnd;
+//     PartitionConcurrency, KeyConcurrency, StartAt, StopAtEnd, ExactlyOnce,
+//     CommitInterval and ReadCommitted;
 //   - options of engines: StopTimeout and CrashLoop;
 //   - options of both: Brokers, TLS, SASL, ClientOptions, Logger, OnError,
 //     Metrics and Name. Given to an engine, all but Name are inherited by
