@@ -53,10 +53,11 @@ func (e *EmitError) Unwrap() error { return e.Err }
 // emitted records are part of the stream's open transaction.
 //
 // Emit returns an error only for what it can tell at once: no record in
-// hand, an empty topic, a stream not open or closed, or ctx already done.
-// The emitted record does not end with ctx (a loop ended by canceling its
-// ctx ends normally, and Close writes what it emitted); when the producer's
-// buffer is full (kgo.MaxBufferedRecords), Emit waits for room. Records emitted for a record that a body
+// hand, an empty topic, a stream not open or closed. The emitted record does
+// not end with ctx, which only lends it its values: a loop ended by
+// canceling its ctx ends normally, the record in hand included, and Close
+// writes what it emitted. When the producer's buffer is full
+// (kgo.MaxBufferedRecords), Emit waits for room. Records emitted for a record that a body
 // breaks on, returns or panics on are not withdrawn (except under
 // ExactlyOnce, whose transaction aborts): the record is delivered again,
 // and emits again.
@@ -180,14 +181,11 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	if topic == "" {
 		return fmt.Errorf("%w: Emit: empty topic", ErrInvalidOption)
 	}
-	ctx = orBackground(ctx)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	// The emitted record does not die with ctx: a loop ended by
-	// canceling its ctx ends normally, and what it emitted is written
-	// (Close flushes). ctx's values (a trace) go with the record.
-	ctx = context.WithoutCancel(ctx)
+	// canceling its ctx ends normally, the record in hand included, and
+	// what it emitted is written (Close flushes). ctx's values (a trace)
+	// go with the record.
+	ctx = context.WithoutCancel(orBackground(ctx))
 	op := &emitOp{ss: ss}
 	op.rec = kgo.Record{Topic: topic, Value: value, Context: ctx}
 	applySendOptions(&op.rec, ctx, opts)
