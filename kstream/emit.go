@@ -278,9 +278,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 	}
 	push = ss.dirty && ss.pushDue.Load() && !ss.closing.Load()
 	ss.mu.Unlock()
-	if ss.emitting.Add(-1) == 0 {
-		ss.emitIdle()
-	}
+	ss.emitting.Add(-1)
 	if push {
 		// The loop may be waiting for records: push now, as the mark
 		// timer, which is idle, would have.
@@ -421,9 +419,6 @@ func (ss *session) awaitEmits(ctx context.Context) error {
 	}
 	return nil
 }
-
-// emitIdle is called when no emitted record is outstanding.
-func (ss *session) emitIdle() {}
 
 // recoverEmits handles emitted records that failed, at a record boundary
 // of the range (nothing in hand): each failure is queued to be yielded as

@@ -72,7 +72,9 @@ func (ps *partState) lowestUnprocessed() (int64, bool) {
 // processed (its commit waits) but is not handled again either.
 func (ps *partState) lowestUnfinished() (int64, bool) {
 	if ps.em != nil {
-		return ps.lowestFrom(ps.em.finished)
+		// processed passes finished only when Commit covered the record
+		// in hand: that record is not handled again either.
+		return ps.lowestFrom(max(ps.em.finished, ps.processed))
 	}
 	return ps.lowestUnprocessed()
 }
