@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -182,7 +183,8 @@ func TestEmitFailureRewindsAndHoldsTheCommit(t *testing.T) {
 				t.Fatal(err)
 			}
 			fault := e.c.FailProduce(t, out, kerr.InvalidRecord, 1)
-			opts := []kstream.Option{kstream.Group("g")}
+			reg := prometheus.NewRegistry()
+			opts := []kstream.Option{kstream.Group("g"), kstream.Metrics(reg)}
 			if mode == "exactly-once" {
 				opts = append(opts, kstream.ExactlyOnce())
 			}
@@ -230,6 +232,28 @@ func TestEmitFailureRewindsAndHoldsTheCommit(t *testing.T) {
 			}
 			wantEach(t, e.outputs(out, true), n, mode == "exactly-once")
 			e.wantCommitted("g", map[int32]int64{0: n})
+
+			// The metrics count what happened.
+			sum := func(name string, labels map[string]string) float64 {
+				total := 0.0
+				for _, v := range series(t, reg, name, labels) {
+					total += v
+				}
+				return total
+			}
+			acked := sum("kstreams_emits_acknowledged_total", map[string]string{"topic": out})
+			failed := sum("kstreams_emit_failures_total", map[string]string{"topic": out})
+			if acked < n || failed < 1 {
+				t.Errorf("emits acknowledged %v (want >= %d), failed %v (want >= 1)", acked, n, failed)
+			}
+			if lat := sum("kstreams_emit_latency_seconds", nil); lat != acked {
+				t.Errorf("emit latency observations %v, want one per acknowledged emit (%v)", lat, acked)
+			}
+			if mode == "exactly-once" {
+				if c, a := sum("kstreams_transactions_committed_total", nil), sum("kstreams_transactions_aborted_total", nil); c < 1 || a < 1 {
+					t.Errorf("transactions committed %v, aborted %v; want both >= 1", c, a)
+				}
+			}
 		})
 	}
 }
