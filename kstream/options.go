@@ -183,6 +183,7 @@ type config struct {
 	stopTimeout     time.Duration  // StopTimeout; 0: DefaultStopTimeout
 	crashLoopN      int            // CrashLoop; 0: DefaultCrashLoopRestarts
 	crashLoopWindow time.Duration  // CrashLoop; 0: DefaultCrashLoopWindow
+	tracing         *tracing       // Tracing
 
 	set []setOption // the options given, in order
 
@@ -442,6 +443,7 @@ type inherited struct {
 	logger     *slog.Logger
 	onError    ErrorPolicy
 	metrics    *metricsSet
+	tracing    *tracing
 }
 
 // metricsOf returns the metrics a stream reports to: its own, else its
