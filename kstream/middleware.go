@@ -8,6 +8,9 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Retry calls the handlers after it again when they fail, up to attempts
@@ -100,6 +103,7 @@ func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 			if err == nil {
 				return nil
 			}
+			noteDeadLetter(ctx, topic, err)
 			if batch := rec.Batch(); batch != nil {
 				for _, r := range batch {
 					if serr := deadLetter(ctx, eng, topic, r, err); serr != nil {
@@ -114,6 +118,17 @@ func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 			return nil
 		}
 	}
+}
+
+// noteDeadLetter records err and the dead letter as events of the span in
+// ctx (Tracing's process span), if it records.
+func noteDeadLetter(ctx context.Context, topic string, err error) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	span.RecordError(err)
+	span.AddEvent("dead-lettered", trace.WithAttributes(attribute.String("messaging.destination.name", topic)))
 }
 
 // deadLetter sends rec, which failed with err, to topic.
