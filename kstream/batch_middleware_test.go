@@ -212,12 +212,15 @@ func TestTimeoutMiddleware(t *testing.T) {
 	var mu sync.Mutex
 	var left []time.Duration
 	var batchLeft time.Duration
+	var batchHasDeadline bool
+	var ctxs []context.Context
 	eng.Add(e.engineStream(e.topic, "to").Handle(func(ctx context.Context, rec kstream.Record[string]) error {
 		dl, ok := ctx.Deadline()
 		mu.Lock()
 		if ok {
 			left = append(left, time.Until(dl))
 		}
+		ctxs = append(ctxs, ctx)
 		mu.Unlock()
 		if rec.Value == "v0" {
 			<-ctx.Done()
@@ -227,9 +230,8 @@ func TestTimeoutMiddleware(t *testing.T) {
 	}, kstream.DeadLetter[string](eng, "dlq"), kstream.Timeout[string](d)))
 	done := make(chan struct{})
 	eng.Add(e.engineStream(e.topic, "tob").HandleBatches(2, time.Second, func(ctx context.Context, _ []kstream.Record[string]) error {
-		if dl, ok := ctx.Deadline(); ok {
-			batchLeft = time.Until(dl)
-		}
+		dl, ok := ctx.Deadline()
+		batchLeft, batchHasDeadline = time.Until(dl), ok
 		close(done)
 		return nil
 	}, kstream.Timeout[string](d)))
@@ -245,9 +247,16 @@ func TestTimeoutMiddleware(t *testing.T) {
 	if err := eng.Stop(e.ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Each call's ctx was canceled when it returned.
+	if ctxs[1].Err() != context.Canceled {
+		t.Fatalf("the ctx of a call that returned: %v, want context.Canceled", ctxs[1].Err())
+	}
+	if !batchHasDeadline {
+		t.Fatal("the batch handler's ctx has no deadline")
+	}
 	for _, l := range append(left, batchLeft) {
-		if l <= 0 || l > d {
-			t.Fatalf("deadlines %v and %v away at the call's start, want within %v", left, batchLeft, d)
+		if l > d {
+			t.Fatalf("deadlines %v and %v away at the call's start, want at most %v", left, batchLeft, d)
 		}
 	}
 	r := readBack(t, e, "dlq", 0, 0)
@@ -255,6 +264,30 @@ func TestTimeoutMiddleware(t *testing.T) {
 		t.Fatalf("dead letter %q headers %v", r.Value, h)
 	}
 	e.wantCommitted("to", map[int32]int64{0: 2})
+}
+
+// After Retry, each attempt has a deadline of its own; before it, one
+// deadline bounds all the attempts. (Middleware are functions: called here
+// directly.)
+func TestTimeoutAndRetryOrder(t *testing.T) {
+	const d = 50 * time.Millisecond
+	slow := func(calls *int) kstream.Handler[string] {
+		return func(ctx context.Context, _ kstream.Record[string]) error {
+			*calls++
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
+	var each int
+	err := kstream.Retry[string](3, time.Millisecond)(kstream.Timeout[string](d)(slow(&each)))(context.Background(), kstream.Record[string]{})
+	if each != 3 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Timeout after Retry: %d calls, %v; want 3 each timed out", each, err)
+	}
+	var all int
+	err = kstream.Timeout[string](d)(kstream.Retry[string](3, time.Millisecond)(slow(&all)))(context.Background(), kstream.Record[string]{})
+	if all != 1 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Timeout before Retry: %d calls, %v; want 1, the deadline ending the retries", all, err)
+	}
 }
 
 func TestTimeoutRejectsNonPositive(t *testing.T) {

@@ -26,8 +26,8 @@ const tracerName = "github.com/gokstreams/kstreams/kstream"
 //
 //   - Each record a Handle function handles gets a span named "process
 //     <topic>", of kind consumer, whose parent is the trace context in the
-//     record's headers (else the span in the handler's context, if any).
-//     The handler's ctx carries the span, and the middleware runs inside it,
+//     record's headers (without one, the span starts a new trace). The
+//     handler's ctx carries the span, and the middleware runs inside it,
 //     so a record DeadLetter sends carries the span's context. A record
 //     that fails to decode gets its span too. An error the handler chain
 //     returns sets the span's status to Error and its error.type.
@@ -53,8 +53,8 @@ const tracerName = "github.com/gokstreams/kstreams/kstream"
 // recorded.
 //
 // It is an option of both: given to an engine, it is used by its producer
-// and inherited by its streams. Without it, nothing is traced and a record
-// costs one nil check. A nil tp is an error wrapping ErrInvalidOption: use
+// and inherited by its streams. Without it, no span is started and no
+// header is written. A nil tp is an error wrapping ErrInvalidOption: use
 // otel.GetTracerProvider() for the global provider.
 func Tracing(tp trace.TracerProvider) Option {
 	return option{name: "Tracing", scope: forBoth, fn: func(c *config) error {
@@ -210,7 +210,7 @@ func (rs *rangeSpan) start(t *tracing, ctx context.Context, group string, r *kgo
 	rs.span = span
 }
 
-// startBatch starts the process span of recs and sets it in the
+// rangeBatchStart starts the process span of recs and sets it in the
 // Raw.Context of each of them.
 func rangeBatchStart[T any](rs *rangeSpan, t *tracing, ctx context.Context, group string, recs []Record[T]) {
 	ctx, rs.span = startBatch(t, ctx, group, recs)

@@ -84,6 +84,9 @@ func TestTracingHandleSpans(t *testing.T) {
 		mu.Lock()
 		inHandler[rec.Value] = trace.SpanContextFromContext(ctx)
 		mu.Unlock()
+		if rec.Batch() != nil {
+			return errors.New("Record.Batch is not nil in Handle")
+		}
 		if rec.Value == "fails" {
 			return errBoom
 		}
@@ -255,9 +258,13 @@ func TestTracingRanges(t *testing.T) {
 
 	s := e.stream(kstream.Tracing(tp))
 	n := 0
-	for rec, err := range s.Records(e.ctx) {
+	type key struct{}
+	for rec, err := range s.Records(context.WithValue(e.ctx, key{}, "v")) {
 		if err != nil {
 			t.Fatal(err)
+		}
+		if rec.Raw.Context.Value(key{}) != "v" {
+			t.Fatal("Raw.Context is not derived from the range's ctx")
 		}
 		sc := trace.SpanContextFromContext(rec.Raw.Context)
 		if sc.TraceID().String() != upstreamTrace {
@@ -284,7 +291,9 @@ func TestTracingRanges(t *testing.T) {
 	}
 
 	b := e.stream(kstream.Tracing(tp))
-	for batch, err := range b.Batches(e.ctx, 3, time.Second) {
+	outerCtx, outer := tp.Tracer("test").Start(e.ctx, "outer")
+	defer outer.End()
+	for batch, err := range b.Batches(outerCtx, 3, time.Second) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,6 +314,9 @@ func TestTracingRanges(t *testing.T) {
 	}
 	if batchSpan == nil {
 		t.Fatal("no batch span")
+	}
+	if batchSpan.Parent().SpanID() != outer.SpanContext().SpanID() {
+		t.Fatalf("batch span parent %v, want the range ctx's span", batchSpan.Parent())
 	}
 	if l := batchSpan.Links(); len(l) != 3 || l[0].SpanContext.SpanID().String() != upstreamSpan {
 		t.Fatalf("batch span links %v, want the 3 records' traceparents", l)
@@ -362,6 +374,40 @@ func TestTracingFailedHandlerSpan(t *testing.T) {
 	sp := spansNamed(sr, "process "+e.topic)[0]
 	if sp.Status().Code != codes.Error || sp.Status().Description != "boom" || attrs(sp)["error.type"].AsString() != "*errors.errorString" {
 		t.Fatalf("status %v attributes %v", sp.Status(), attrs(sp))
+	}
+	if ev := sp.Events(); len(ev) != 1 || ev[0].Name != "exception" {
+		t.Fatalf("events %v, want an exception", ev)
+	}
+}
+
+// A record that fails to decode gets its process span too, a child of its
+// traceparent, in which DeadLetter runs: the span notes the dead letter.
+func TestTracingDecodeErrorSpan(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	if err := e.c.CreateTopic(e.ctx, "dlq", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Produce(e.ctx, &kgo.Record{Topic: e.topic, Value: []byte("not json"), Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte(upstreamTP)}}}); err != nil {
+		t.Fatal(err)
+	}
+	sr, tp := newRecorder(t)
+	eng := e.engine(kstream.Tracing(tp))
+	s, err := kstream.NewStream(codec.JSON[int](), kstream.Topics(e.topic), kstream.Group("td"), kstream.Name("td"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Add(s.Handle(func(context.Context, kstream.Record[int]) error { return nil }, kstream.DeadLetter[int](eng, "dlq")))
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a span", func() bool { return len(spansNamed(sr, "process "+e.topic)) > 0 })
+	sp := spansNamed(sr, "process "+e.topic)[0]
+	var events []string
+	for _, ev := range sp.Events() {
+		events = append(events, ev.Name)
+	}
+	if sp.Parent().SpanID().String() != upstreamSpan || !slices.Equal(events, []string{"exception", "dead-lettered"}) {
+		t.Fatalf("parent %v events %v", sp.Parent(), events)
 	}
 }
 
