@@ -54,6 +54,9 @@ import (
 //
 // Records of a partition revoked from, or lost by, this member are never
 // yielded after the revoke.
+//
+// With Tracing, each record yielded has a process span, in rec.Raw.Context
+// (derived from ctx), that ends when the body asks for the next record.
 func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 	return s.records(ctx, true)
 }
@@ -136,7 +139,9 @@ func (s *Stream[T]) records(ctx context.Context, traceRange bool) iter.Seq2[Reco
 // a batch broken on are yielded again first by the next range. Each batch is
 // a new slice that the body may keep. A range over a stream that was never
 // opened opens and closes it as with Records, yielding the error of its final
-// commit last, with a nil batch.
+// commit last, with a nil batch. With Tracing, each batch yielded has one
+// process span, linked to its records' trace contexts and set in the
+// Raw.Context of each of them, that ends at the next step.
 func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) iter.Seq2[[]Record[T], error] {
 	return s.batches(ctx, max, wait, true)
 }

@@ -411,6 +411,41 @@ func TestTracingDecodeErrorSpan(t *testing.T) {
 	}
 }
 
+// With PartitionConcurrency, the handlers running on the lanes get their
+// records' process spans as well.
+func TestTracingWithConcurrency(t *testing.T) {
+	e := newEnv(t, 2, 0)
+	for p := range int32(2) {
+		if err := e.c.Produce(e.ctx, &kgo.Record{Topic: e.topic, Partition: p, Value: []byte("x"), Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte(upstreamTP)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sr, tp := newRecorder(t)
+	eng := e.engine(kstream.Tracing(tp))
+	var mu sync.Mutex
+	var inHandler []trace.SpanContext
+	eng.Add(e.engineStream(e.topic, "tc", kstream.PartitionConcurrency(2)).Handle(func(ctx context.Context, _ kstream.Record[string]) error {
+		mu.Lock()
+		inHandler = append(inHandler, trace.SpanContextFromContext(ctx))
+		mu.Unlock()
+		return nil
+	}))
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "two spans", func() bool { return len(spansNamed(sr, "process "+e.topic)) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, sp := range spansNamed(sr, "process "+e.topic) {
+		if sp.Parent().SpanID().String() != upstreamSpan {
+			t.Fatalf("span parent %v", sp.Parent())
+		}
+		if !slices.ContainsFunc(inHandler, sp.SpanContext().Equal) {
+			t.Fatalf("span %v not in any handler's ctx (%v)", sp.SpanContext(), inHandler)
+		}
+	}
+}
+
 func TestTracingNilProvider(t *testing.T) {
 	if _, err := kstream.NewEngine(kstream.Tracing(nil)); !errors.Is(err, kstream.ErrInvalidOption) {
 		t.Fatalf("NewEngine(Tracing(nil)) = %v, want ErrInvalidOption", err)
