@@ -29,6 +29,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		parts:      make(map[topicPartition]*partState),
 		scratch:    make(map[string]map[int32]kgo.EpochOffset),
 		m:          cfg.metricsOf(in),
+		tracing:    cfg.tracingOf(in),
 		closed:     make(chan struct{}),
 		left:       make(chan struct{}),
 	}

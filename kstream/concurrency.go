@@ -83,6 +83,7 @@ type dispatcher[T any] struct {
 	handle     Handler[T]
 	middleware []Middleware[T]
 	handlerCtx context.Context
+	tracing    *tracing // Tracing, for the records that fail to decode
 	mode       concurrencyMode
 	sem        chan struct{}
 	seed       maphash.Seed
@@ -132,7 +133,7 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		return err
 	}
 	d := &dispatcher[T]{
-		s: s, ss: ss, handle: handle, middleware: fn.middleware, handlerCtx: handlerCtx,
+		s: s, ss: ss, handle: handle, middleware: fn.middleware, handlerCtx: handlerCtx, tracing: s.tracingOf(),
 		mode: s.cfg.concurrency.mode, sem: make(chan struct{}, s.cfg.concurrency.n), seed: maphash.MakeSeed(),
 		lanes: map[laneKey]*lane[T]{}, parts: map[topicPartition]*progress{},
 		// Enough that every lane has work while a poll's records, which
@@ -313,7 +314,7 @@ func (d *dispatcher[T]) yieldedErr(err error) error {
 // escape to the heap.
 func (d *dispatcher[T]) callDecodeError(ctx context.Context, rec Record[T], derr error) error {
 	failed := func(context.Context, Record[T]) error { return derr }
-	return chain(failed, d.middleware)(ctx, rec)
+	return traced(d.tracing, d.s.cfg.group, chain(failed, d.middleware))(ctx, rec)
 }
 
 // finish records the end of a record; ok says it was handled. The

@@ -189,6 +189,7 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	op := &emitOp{ss: ss}
 	op.rec = kgo.Record{Topic: topic, Value: value, Context: ctx}
 	applySendOptions(&op.rec, ctx, opts)
+	ss.tracing.injectTrace(ctx, &op.rec)
 	ss.mu.Lock()
 	if recs == nil {
 		recs = ss.inflight

@@ -380,3 +380,49 @@ func TestExactlyOnceOptions(t *testing.T) {
 		t.Errorf("NewEngine(ExactlyOnce()): %v, want ErrInvalidOption", err)
 	}
 }
+
+// Emit writes the trace context of its ctx into the record, as sends do.
+func TestEmitInjectsTraceContext(t *testing.T) {
+	e := newEnv(t, 1, 1)
+	out := e.topic + "-out"
+	if err := e.c.CreateTopic(e.ctx, out, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, tp := newRecorder(t)
+	s := e.stream(kstream.Group("g"), kstream.Tracing(tp))
+	ctx, span := tp.Tracer("test").Start(e.ctx, "caller")
+	defer span.End()
+	err := opened(e.ctx, s, func(context.Context) error {
+		for _, err := range s.Records(ctx) {
+			if err != nil {
+				return err
+			}
+			if err := s.Emit(ctx, out, []byte("x")); err != nil {
+				return err
+			}
+			break
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kstreamtest.NewClient(e.c.Brokers(), kgo.ConsumeTopics(out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var got string
+	for got == "" && e.ctx.Err() == nil {
+		cl.PollFetches(e.ctx).EachRecord(func(r *kgo.Record) {
+			for _, h := range r.Headers {
+				if h.Key == "traceparent" {
+					got = string(h.Value)
+				}
+			}
+		})
+	}
+	if want := traceparent(span.SpanContext()); got != want {
+		t.Fatalf("emitted record's traceparent %q, want %q", got, want)
+	}
+}

@@ -27,8 +27,10 @@ type Handler[T any] func(ctx context.Context, rec Record[T]) error
 type BatchHandler[T any] func(ctx context.Context, recs []Record[T]) error
 
 // Middleware wraps a Handler with behaviour of its own: retries, a
-// dead-letter queue, recovery, logging, tracing. Middlewares given to Handle
-// apply in the order given: the first is the outermost.
+// dead-letter queue, recovery, a deadline, logging. Middlewares given to
+// Handle or HandleBatches apply in the order given: the first is the
+// outermost. In HandleBatches a middleware is called once per batch, with
+// a record standing for the batch (see Record.Batch).
 type Middleware[T any] func(next Handler[T]) Handler[T]
 
 // streamFunc is what an engine runs for a stream.
@@ -57,16 +59,26 @@ func (s *Stream[T]) Handle(h Handler[T], mw ...Middleware[T]) *Stream[T] {
 }
 
 // HandleBatches sets the function an engine runs for each batch of up to max
-// records, yielded as by Batches(ctx, max, wait), and returns s. A record
-// that fails to decode is a crash of the stream. Setting a function replaces
-// any set before. max must be positive and wait not negative: Engine.Add
-// rejects the stream otherwise, with an error wrapping ErrInvalidOption.
-func (s *Stream[T]) HandleBatches(max int, wait time.Duration, h BatchHandler[T]) *Stream[T] {
+// records, yielded as by Batches(ctx, max, wait), with optional middleware,
+// and returns s. The middleware are those of Handle, called once per batch
+// with the batch's first record, which carries the whole batch
+// (Record.Batch): Recover turns a panic of the batch handler into a
+// *PanicError, Retry calls it again with the same batch, Timeout gives each
+// call a deadline, and DeadLetter dead-letters every record of a batch the
+// handler failed. A record that fails to decode is a batch of its own (the
+// good records before it come first, in their own batch), which goes
+// through the middleware with its *DecodeError in place of the handler, as
+// in Handle: DeadLetter dead-letters it and the stream goes on with the
+// next batch; if no middleware handles it, it is a crash. Setting a
+// function replaces any set before. max must be positive and wait not
+// negative: Engine.Add rejects the stream otherwise, with an error wrapping
+// ErrInvalidOption.
+func (s *Stream[T]) HandleBatches(max int, wait time.Duration, h BatchHandler[T], mw ...Middleware[T]) *Stream[T] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fn = nil
 	if h != nil {
-		s.fn = &streamFunc[T]{batch: h, batchMax: max, batchWait: wait}
+		s.fn = &streamFunc[T]{batch: h, batchMax: max, batchWait: wait, middleware: mw}
 	}
 	return s
 }
@@ -128,7 +140,7 @@ func (s *Stream[T]) attach(e *Engine) error {
 		return fmt.Errorf("%w: stream %q: HandleBatches: wait must not be negative, got %v", ErrInvalidOption, s.name, s.fn.batchWait)
 	}
 	s.eng = e
-	s.inherited = inherited{engine: e, tls: e.cfg.tls, sasl: e.cfg.sasl, brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics}
+	s.inherited = inherited{engine: e, tls: e.cfg.tls, sasl: e.cfg.sasl, brokers: e.cfg.brokers, clientOpts: e.cfg.clientOpts, logger: e.cfg.logger, onError: e.cfg.onError, metrics: e.cfg.metrics, tracing: e.cfg.tracing}
 	s.state = stateNew
 	return nil
 }
@@ -302,19 +314,7 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		defer context.AfterFunc(loopCtx, func() { s.cancelAfterRange(cancel) })()
 		return fn.whole(fctx, s)
 	case fn.batch != nil:
-		hctx := withSource(handlerCtx, ss) // Emit ties to the batch in hand
-		for batch, err := range s.Batches(hctx, fn.batchMax, fn.batchWait) {
-			if err != nil {
-				if isNonFatalFetch(err) {
-					continue
-				}
-				return err
-			}
-			if err := fn.batch(hctx, batch); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.runBatches(withSource(handlerCtx, ss), fn) // Emit ties to the batch in hand
 	default:
 		handle := fn.handler
 		if m := s.metricsSet(); m != nil {
@@ -326,11 +326,13 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				return err
 			}
 		}
+		tr := s.tracingOf()
+		handle = traced(tr, s.cfg.group, handle)
 		if s.cfg.concurrency.mode != concurrencySerial {
 			return s.runConcurrent(handlerCtx, fn, handle)
 		}
 		hctx := withSource(handlerCtx, ss) // Emit ties to the record in hand
-		for rec, err := range s.Records(hctx) {
+		for rec, err := range s.records(hctx, false) {
 			if err != nil {
 				var de *DecodeError
 				var ee *EmitError
@@ -339,7 +341,7 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 					// Through the middleware, as the handler's error
 					// would be; an *EmitError's partition was rewound.
 					failed := func(context.Context, Record[T]) error { return err }
-					if herr := chain(failed, fn.middleware)(hctx, rec); herr != nil {
+					if herr := traced(tr, s.cfg.group, chain(failed, fn.middleware))(hctx, rec); herr != nil {
 						return herr
 					}
 				case isNonFatalFetch(err):

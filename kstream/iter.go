@@ -54,7 +54,17 @@ import (
 //
 // Records of a partition revoked from, or lost by, this member are never
 // yielded after the revoke.
+//
+// With Tracing, each record yielded has a process span, in rec.Raw.Context
+// (derived from ctx), that ends when the body asks for the next record.
 func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
+	return s.records(ctx, true)
+}
+
+// records is Records; traceRange says whether a span is started for each
+// record yielded (Tracing): not for an engine's Handle function, which has
+// its own.
+func (s *Stream[T]) records(ctx context.Context, traceRange bool) iter.Seq2[Record[T], error] {
 	return func(yield func(Record[T], error) bool) {
 		if err := s.rangeOptionErr(); err != nil {
 			yield(Record[T]{}, err)
@@ -74,6 +84,12 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 		var prev *kgo.Record
 		var rec Record[T]
 		var retry decodeRetry
+		var tr *tracing
+		var span rangeSpan
+		if traceRange {
+			tr = s.tracingOf()
+			defer span.end()
+		}
 		for {
 			r, fe, st := ss.step(ctx, done, prev)
 			prev = nil
@@ -97,9 +113,13 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 				ss.noteDecodeError(r.Topic)
 			}
 			retry.ok(ss)
+			if tr != nil {
+				span.start(tr, ctx, s.cfg.group, r)
+			}
 			if !yield(rec, derr) {
 				return
 			}
+			span.end()
 			prev = r
 		}
 	}
@@ -119,8 +139,15 @@ func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 // a batch broken on are yielded again first by the next range. Each batch is
 // a new slice that the body may keep. A range over a stream that was never
 // opened opens and closes it as with Records, yielding the error of its final
-// commit last, with a nil batch.
+// commit last, with a nil batch. With Tracing, each batch yielded has one
+// process span, linked to its records' trace contexts and set in the
+// Raw.Context of each of them, that ends at the next step.
 func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) iter.Seq2[[]Record[T], error] {
+	return s.batches(ctx, max, wait, true)
+}
+
+// batches is Batches; traceRange is records'.
+func (s *Stream[T]) batches(ctx context.Context, max int, wait time.Duration, traceRange bool) iter.Seq2[[]Record[T], error] {
 	return func(yield func([]Record[T], error) bool) {
 		if err := s.rangeOptionErr(); err != nil {
 			yield(nil, err)
@@ -148,6 +175,12 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 		done := ctx.Done()
 		raws := make([]*kgo.Record, 0, min(max, ss.cfg.maxPoll))
 		var retry decodeRetry
+		var tr *tracing
+		var span rangeSpan
+		if traceRange {
+			tr = s.tracingOf()
+			defer span.end()
+		}
 
 		// emit yields raws as one batch and marks it processed if the
 		// body asks for more.
@@ -159,9 +192,13 @@ func (s *Stream[T]) Batches(ctx context.Context, max int, wait time.Duration) it
 			if len(recs) == 0 {
 				return true
 			}
+			if tr != nil {
+				rangeBatchStart(&span, tr, ctx, s.cfg.group, recs)
+			}
 			if !yield(recs, err) {
 				return false
 			}
+			span.end()
 			ss.processed(raws[:n])
 			return true
 		}

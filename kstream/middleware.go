@@ -8,13 +8,17 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Retry calls the handlers after it again when they fail, up to attempts
 // calls in all, waiting backoff before the first retry and twice as long
 // before each next one (at most a minute). It gives up early when ctx is
 // done, and does not retry a record that failed to decode (a *DecodeError
-// will fail the same way again). The last error is returned.
+// will fail the same way again). The last error is returned. In
+// HandleBatches it calls the batch handler again with the same batch.
 func Retry[T any](attempts int, backoff time.Duration) Middleware[T] {
 	if attempts < 1 {
 		attempts = 1
@@ -59,7 +63,8 @@ func notRetried(err error) bool {
 // *PanicError returned to the middleware before it, so that, placed after
 // DeadLetter, a panicking record goes to the dead-letter topic instead of
 // crashing the stream. Without it a panic is a crash of the stream, never of
-// the process. Give it to Handle as it is; the stream's record type is
+// the process. In HandleBatches it recovers a panic of the batch handler.
+// Give it to Handle or HandleBatches as it is; the stream's record type is
 // inferred:
 //
 //	s.Handle(h, kstream.DeadLetter[Order](eng, "orders-dlq"), kstream.Recover)
@@ -97,6 +102,12 @@ const (
 // original error and the send's are returned together, so the record is not
 // lost: the stream crashes instead. Put Retry after it to retry before
 // giving up on a record.
+//
+// In HandleBatches, a batch the handlers after it failed is dead-lettered
+// whole: each of its records, in order, with the batch's error (a batch
+// handler that can tell which record failed and wants the others handled
+// handles them itself). A record that failed to decode is a batch of its
+// own there, so it alone is dead-lettered.
 func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 	return func(next Handler[T]) Handler[T] {
 		return func(ctx context.Context, rec Record[T]) error {
@@ -106,33 +117,85 @@ func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 			}
 			var ee *EmitError
 			if errors.As(err, &ee) {
-				return err
+				return err // its source record is delivered again anyway
 			}
-			var value []byte
-			if rec.Raw != nil {
-				value = rec.Raw.Value
+			noteDeadLetter(ctx, topic, err)
+			if batch := rec.Batch(); batch != nil {
+				for _, r := range batch {
+					if serr := deadLetter(ctx, eng, topic, r, err); serr != nil {
+						return errors.Join(err, serr)
+					}
+				}
+				return nil
 			}
-			opts := []SendOption{WithKey(rec.Key)}
-			for _, h := range rec.Headers {
-				opts = append(opts, WithHeader(h.Key, h.Value))
-			}
-			opts = append(opts,
-				WithHeader(HeaderDLQTopic, []byte(rec.Topic)),
-				WithHeader(HeaderDLQPartition, []byte(strconv.Itoa(int(rec.Partition)))),
-				WithHeader(HeaderDLQOffset, []byte(strconv.FormatInt(rec.Offset, 10))),
-				WithHeader(HeaderDLQErrorMessage, []byte(err.Error())),
-				WithHeader(HeaderDLQErrorClass, []byte(errorClass(err))),
-			)
-			var serr error
-			if src := sourceFrom(ctx); src != nil {
-				serr = src.ss.emit(ctx, src.recs, topic, value, opts)
-			} else {
-				_, serr = eng.Send(ctx, topic, value, opts...)
-			}
-			if serr != nil {
-				return errors.Join(err, fmt.Errorf("kstream: dead-letter to %q: %w", topic, serr))
+			if serr := deadLetter(ctx, eng, topic, rec, err); serr != nil {
+				return errors.Join(err, serr)
 			}
 			return nil
+		}
+	}
+}
+
+// noteDeadLetter records err and the dead letter as events of the span in
+// ctx (Tracing's process span), if it records.
+func noteDeadLetter(ctx context.Context, topic string, err error) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	span.RecordError(err)
+	span.AddEvent("dead-lettered", trace.WithAttributes(attribute.String("messaging.destination.name", topic)))
+}
+
+// deadLetter sends rec, which failed with err, to topic.
+func deadLetter[T any](ctx context.Context, eng *Engine, topic string, rec Record[T], err error) error {
+	var value []byte
+	if rec.Raw != nil {
+		value = rec.Raw.Value
+	}
+	opts := []SendOption{WithKey(rec.Key)}
+	for _, h := range rec.Headers {
+		opts = append(opts, WithHeader(h.Key, h.Value))
+	}
+	opts = append(opts,
+		WithHeader(HeaderDLQTopic, []byte(rec.Topic)),
+		WithHeader(HeaderDLQPartition, []byte(strconv.Itoa(int(rec.Partition)))),
+		WithHeader(HeaderDLQOffset, []byte(strconv.FormatInt(rec.Offset, 10))),
+		WithHeader(HeaderDLQErrorMessage, []byte(err.Error())),
+		WithHeader(HeaderDLQErrorClass, []byte(errorClass(err))),
+	)
+	var serr error
+	if src := sourceFrom(ctx); src != nil {
+		serr = src.ss.emit(ctx, src.recs, topic, value, opts)
+	} else {
+		_, serr = eng.Send(ctx, topic, value, opts...)
+	}
+	if serr != nil {
+		return fmt.Errorf("kstream: dead-letter to %q: %w", topic, serr)
+	}
+	return nil
+}
+
+// Timeout gives each call of the handlers after it a deadline d from the
+// call's start: their ctx is done, with context.DeadlineExceeded, once d
+// has passed. In HandleBatches each call handles a batch. It cannot stop a
+// handler that does not watch its ctx; a handler that returns the ctx's
+// error fails as any error does (Retry after Timeout retries it, each
+// attempt with a deadline of its own; before Retry, d bounds all the
+// attempts together). The ctx is canceled when the call returns, as an
+// HTTP handler's is: a record sent under it with SendAsync and not yet
+// acknowledged then fails with context.Canceled, so give SendAsync
+// context.WithoutCancel(ctx), or use Send. d must be positive: Timeout
+// panics otherwise, as time.NewTicker does.
+func Timeout[T any](d time.Duration) Middleware[T] {
+	if d <= 0 {
+		panic(fmt.Sprintf("kstream: Timeout: d must be positive, got %v", d))
+	}
+	return func(next Handler[T]) Handler[T] {
+		return func(ctx context.Context, rec Record[T]) error {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return next(ctx, rec)
 		}
 	}
 }

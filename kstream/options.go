@@ -184,6 +184,7 @@ type config struct {
 	stopTimeout     time.Duration  // StopTimeout; 0: DefaultStopTimeout
 	crashLoopN      int            // CrashLoop; 0: DefaultCrashLoopRestarts
 	crashLoopWindow time.Duration  // CrashLoop; 0: DefaultCrashLoopWindow
+	tracing         *tracing       // Tracing
 
 	set []setOption // the options given, in order
 
@@ -447,6 +448,7 @@ type inherited struct {
 	logger     *slog.Logger
 	onError    ErrorPolicy
 	metrics    *metricsSet
+	tracing    *tracing
 }
 
 // metricsOf returns the metrics a stream reports to: its own, else its

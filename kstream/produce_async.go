@@ -80,6 +80,7 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 	}
 	op := getAsyncOp()
 	op.prepare(ctx, topic, key, value, opts)
+	e.cfg.tracing.injectTrace(ctx, &op.rec)
 	op.eng, op.done, op.topic, op.gen = e, done, topic, gen
 	if ctx.Done() != nil {
 		watchOp(ctx, op)

@@ -118,6 +118,7 @@ func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts
 	}
 	op := syncOps.Get().(*sendOp)
 	op.prepare(ctx, topic, key, value, opts)
+	e.cfg.tracing.injectTrace(ctx, &op.rec)
 	// Produce, and a wait of our own rather than ProduceSync's: it
 	// allocates nothing, and it returns at ctx's end even when the record
 	// is not the first of its batch (franz-go fails a batch by the context
@@ -185,6 +186,7 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 			}
 			recs[i].Partition, recs[i].Context = *m.Partition, manual
 		}
+		e.cfg.tracing.injectTrace(ctx, &recs[i])
 		ptrs[i] = &recs[i]
 	}
 	// franz-go fails a batch by the context of its first record only, so

@@ -22,8 +22,12 @@ type Record[T any] struct {
 	Headers   []Header
 	Timestamp time.Time
 	// Raw is the record as franz-go fetched it, for what Record does not
-	// carry (leader epoch, producer ID, attributes).
+	// carry (leader epoch, producer ID, attributes). With Tracing, in a
+	// range over Records or Batches, Raw.Context carries the record's
+	// process span.
 	Raw *kgo.Record
+
+	batch *[]Record[T] // the batch a HandleBatches middleware is called for (Batch)
 }
 
 // Tombstone reports whether the record's value is nil, which on a compacted

@@ -37,6 +37,7 @@ type session struct {
 	decodeUnavailable atomic.Pointer[string]
 	handle            *streamHandle
 	m                 *metricsSet // nil without the Metrics option
+	tracing           *tracing    // nil without the Tracing option
 
 	closing          atomic.Bool
 	rebalancePending atomic.Bool

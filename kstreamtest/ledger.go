@@ -61,11 +61,20 @@ func (l *Ledger) AddRecord(r *kgo.Record) { l.Add(r.Topic, r.Partition, r.Offset
 // processed. Put it first in the chain:
 //
 //	s.Handle(handle, kstreamtest.Track[Order](&ledger), kstream.Retry[Order](3, time.Second))
+//
+// With HandleBatches it records every record of a batch the handlers after
+// it returned nil for.
 func Track[T any](l *Ledger) kstream.Middleware[T] {
 	return func(next kstream.Handler[T]) kstream.Handler[T] {
 		return func(ctx context.Context, rec kstream.Record[T]) error {
 			if err := next(ctx, rec); err != nil {
 				return err
+			}
+			if batch := rec.Batch(); batch != nil {
+				for _, r := range batch {
+					l.Add(r.Topic, r.Partition, r.Offset)
+				}
+				return nil
 			}
 			l.Add(rec.Topic, rec.Partition, rec.Offset)
 			return nil

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/gokstreams/kstreams/codec"
+	"github.com/gokstreams/kstreams/kstream"
 	"github.com/gokstreams/kstreams/kstreamtest"
 )
 
@@ -139,4 +141,30 @@ func TestCommitMonitor(t *testing.T) {
 	}
 	r := check(t, func(tb testing.TB) { bad.AssertMonotonic(tb) })
 	wantFailure(t, r, `committed offsets of group "bad" went backwards`)
+}
+
+// Track on a HandleBatches stream records every record of each batch.
+func TestTrackOnBatches(t *testing.T) {
+	const topic = "t"
+	c := kstreamtest.NewCluster(t, kstreamtest.Topic(topic, 2))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kstreamtest.ProduceValues(ctx, c, topic, 2, codec.String(), values(0, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	var ledger kstreamtest.Ledger
+	eng := kstreamtest.NewEngine(t, c)
+	s := kstreamtest.NewStream(t, c, codec.String(), kstream.Topics(topic), kstream.Group("tb"))
+	s.HandleBatches(3, 50*time.Millisecond, func(context.Context, []kstream.Record[string]) error { return nil }, kstreamtest.Track[string](&ledger))
+	if err := eng.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitCaughtUp(t, "tb", 10*time.Second, topic)
+	ledger.AssertAtLeastOnce(t, c.Produced(t, topic))
+	if n := ledger.Count(); n != 10 {
+		t.Fatalf("ledger holds %d records, want 10", n)
+	}
 }
