@@ -75,6 +75,10 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	opts = append(opts, kgo.ClientID(newClientID(name)))
 	opts = append(opts, ss.m.clientOpts()...)
 	opts = append(opts, secure...)
+	if ss.group {
+		// Before the user's options: their kgo.Balancers replaces these.
+		opts = append(opts, kgo.Balancers(defaultBalancers()...))
+	}
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)

@@ -172,6 +172,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	}
 
 	var seeks map[string]map[int32]kgo.EpochOffset
+	leave := false // a fatal group error: the client stops trying to join
 	ss.mu.Lock()
 	ss.ctl.wake = nil
 	ss.ctl.blocked = true // every PollRecords return holds rebalances back
@@ -205,6 +206,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 			ss.log.Error("fatal fetch error, stream stops", "topic", topic, "partition", partition, "err", err)
 			if ss.fatal == nil {
 				ss.fatal = &FetchError{Topic: topic, Partition: partition, Err: err, Fatal: true}
+				leave = ss.group && topic == ""
 			}
 		}
 	})
@@ -249,6 +251,9 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	ss.mu.Unlock()
 	if seeks != nil {
 		ss.client().SetOffsets(seeks)
+	}
+	if leave {
+		ss.leaveAfterFatal()
 	}
 	return status
 }

@@ -1,0 +1,234 @@
+package kstream_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/gokstreams/kstreams/codec"
+	"github.com/gokstreams/kstreams/kstream"
+	"github.com/gokstreams/kstreams/kstreamtest"
+)
+
+// classicStream is e.stream on the classic group protocol whatever
+// KSTREAM_GROUP_PROTOCOL says: members of other clients join classic groups
+// (kfake cannot mix classic and KIP-848 members in one group).
+func (e *env) classicStream(opts ...kstream.Option) *kstream.Stream[string] {
+	e.t.Helper()
+	base := []kstream.Option{
+		kstream.Brokers(e.c.Brokers()...),
+		kstream.Topics(e.topic),
+		kstream.Logger(testLogger(e.t)),
+		kstream.ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(200*time.Millisecond)),
+	}
+	s, err := kstream.NewStream(codec.String(), append(base, opts...)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// kafkajsRoundRobin is what kafkajs's default assigner offers: a round robin
+// named RoundRobinAssigner, whose subscription says version 1 but carries
+// only the version 0 fields (no owned partitions).
+type kafkajsRoundRobin struct{ kgo.GroupBalancer }
+
+func (kafkajsRoundRobin) ProtocolName() string { return "RoundRobinAssigner" }
+
+func (kafkajsRoundRobin) JoinGroupMetadata(topics []string, _ map[string][]int32, _ int32) []byte {
+	b := binary.BigEndian.AppendUint16(nil, 1) // version
+	b = binary.BigEndian.AppendUint32(b, uint32(len(topics)))
+	for _, t := range topics {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(t)))
+		b = append(b, t...)
+	}
+	return binary.BigEndian.AppendUint32(b, 0) // empty user data
+}
+
+// groupProtocolName returns the protocol (assignor) the coordinator chose
+// for group.
+func groupProtocolName(t *testing.T, c *kstreamtest.Cluster, group string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := c.Admin().DescribeGroups(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d[group].Protocol
+}
+
+// A stream with the default balancers shares a group with a member of each
+// other client's default assignors: aiokafka (roundrobin), librdkafka
+// (range, roundrobin), Java (range, cooperative-sticky), kafkajs
+// (RoundRobinAssigner), and another franz-go program (cooperative-sticky).
+// Both members get partitions and consume, the group runs the protocol
+// docs/interop.md names, no record is lost or processed twice, and once the
+// other member has left, the stream's group is cooperative again (or still).
+func TestDefaultBalancersShareGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		balancers []kgo.GroupBalancer
+		want      []string // the protocols the coordinator may choose
+	}{
+		{"aiokafka", []kgo.GroupBalancer{kgo.RoundRobinBalancer()}, []string{"roundrobin"}},
+		{"librdkafka", []kgo.GroupBalancer{kgo.RangeBalancer(), kgo.RoundRobinBalancer()}, []string{"range"}},
+		// One vote each: the coordinator may pick either.
+		{"java", []kgo.GroupBalancer{kgo.RangeBalancer(), kgo.CooperativeStickyBalancer()}, []string{"range", "cooperative-sticky"}},
+		{"kafkajs", []kgo.GroupBalancer{kafkajsRoundRobin{kgo.RoundRobinBalancer()}}, []string{"RoundRobinAssigner"}},
+		{"franz-go", []kgo.GroupBalancer{kgo.CooperativeStickyBalancer()}, []string{"cooperative-sticky"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const parts = 4
+			e := newEnv(t, parts, 0)
+			group := "g-" + tc.name
+			var all kstreamtest.Ledger
+			m := e.c.AddMember(t, group, []string{e.topic}, kstreamtest.RecordTo(&all), kstreamtest.MemberClientOptions(kgo.Balancers(tc.balancers...)))
+			e.c.WaitGroupStable(t, group, 1, 20*time.Second)
+
+			s := e.classicStream(kstream.Group(group))
+			ctx, cancel := context.WithCancel(e.ctx)
+			defer cancel()
+			var ours atomic.Int64
+			loopDone := make(chan error, 1)
+			go func() {
+				for rec, err := range s.Records(ctx) {
+					if err != nil {
+						loopDone <- err
+						return
+					}
+					all.Add(rec.Topic, rec.Partition, rec.Offset)
+					ours.Add(1)
+				}
+				loopDone <- nil
+			}()
+			st := e.c.WaitGroupStable(t, group, 2, 20*time.Second)
+			for _, gm := range st.Members {
+				if len(gm.Assignment[e.topic]) == 0 {
+					t.Fatalf("a member of the shared group owns nothing: %s", st)
+				}
+			}
+			got := groupProtocolName(t, e.c, group)
+			t.Logf("the group with a %s member runs %q", tc.name, got)
+			if !slices.Contains(tc.want, got) {
+				t.Errorf("the group runs %q, want one of %q", got, tc.want)
+			}
+			kstreamtest.WaitFor(t, 10*time.Second, "the stream to learn its assignment", func() bool { return len(s.Assignment()[e.topic]) > 0 })
+			e.produce(0, 400)
+			all.Wait(t, 400, 20*time.Second)
+			if m.Processed() == 0 || ours.Load() == 0 {
+				t.Errorf("while sharing, the %s member processed %d records and the stream %d; want both > 0", tc.name, m.Processed(), ours.Load())
+			}
+
+			if err := m.Leave(); err != nil {
+				t.Fatalf("the %s member leaving: %v", tc.name, err)
+			}
+			e.c.WaitGroupStable(t, group, 1, 20*time.Second)
+			kstreamtest.WaitFor(t, 10*time.Second, "the stream to own every partition", func() bool { return len(s.Assignment()[e.topic]) == parts })
+			if got := groupProtocolName(t, e.c, group); got != "cooperative-sticky" {
+				t.Errorf("with only the stream left, the group runs %q, want cooperative-sticky", got)
+			}
+			e.produce(400, 800)
+			all.Wait(t, 800, 20*time.Second)
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if err := <-loopDone; err != nil {
+				t.Errorf("the stream's range: %v", err)
+			}
+			all.AssertAtLeastOnce(t, e.c.Produced(t, e.topic))
+			all.AssertNoDuplicates(t)
+		})
+	}
+}
+
+// joinCounter counts the JoinGroup requests for group that reach the
+// in-process cluster.
+type joinCounter struct {
+	mu    sync.Mutex
+	joins int
+}
+
+func countJoins(t *testing.T, c *kstreamtest.Cluster, group string) *joinCounter {
+	t.Helper()
+	fake := c.Fake()
+	if fake == nil {
+		t.Fatal("this test counts requests and needs the in-process cluster; unset KAFKA_BROKERS")
+	}
+	jc := &joinCounter{}
+	fake.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		fake.KeepControl()
+		if req.(*kmsg.JoinGroupRequest).Group == group {
+			jc.mu.Lock()
+			jc.joins++
+			jc.mu.Unlock()
+		}
+		return nil, nil, false
+	})
+	return jc
+}
+
+func (jc *joinCounter) count() int {
+	jc.mu.Lock()
+	defer jc.mu.Unlock()
+	return jc.joins
+}
+
+// Balancers given in ClientOptions replace the default ones: a stream told
+// to offer only cooperative-sticky cannot join a group of roundrobin
+// members, and its range yields one fatal *FetchError wrapping
+// INCONSISTENT_GROUP_PROTOCOL. After that the stream's client stops
+// joining (before, it retried until Close, logging each
+// failure); the stream is still open, and Close works.
+func TestFatalGroupErrorStopsJoining(t *testing.T) {
+	e := newEnv(t, 2, 10)
+	const group = "g-inconsistent"
+	m := e.c.AddMember(t, group, []string{e.topic}, kstreamtest.MemberClientOptions(kgo.Balancers(kgo.RoundRobinBalancer())))
+	e.c.WaitGroupStable(t, group, 1, 20*time.Second)
+	jc := countJoins(t, e.c, group)
+
+	s := e.classicStream(kstream.Group(group), kstream.ClientOptions(
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		// Retries come fast, so that a client that keeps joining shows.
+		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }),
+	))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var errs []error
+	for rec, err := range s.Records(e.ctx) {
+		if err == nil {
+			t.Fatalf("yielded record %d from a group it could not join", rec.Offset)
+		}
+		errs = append(errs, err)
+	}
+	var fe *kstream.FetchError
+	if len(errs) != 1 || !errors.As(errs[0], &fe) || !fe.Fatal || !errors.Is(fe, kerr.InconsistentGroupProtocol) {
+		t.Fatalf("the range yielded %v, want one fatal *FetchError wrapping INCONSISTENT_GROUP_PROTOCOL", errs)
+	}
+
+	before := jc.count()
+	// 50 retry backoffs: a client still trying joins many times meanwhile;
+	// one join may have been in flight when the error was yielded.
+	time.Sleep(time.Second)
+	if after := jc.count(); after > before+1 {
+		t.Errorf("the stream's client joined %d more time(s) in the second after the fatal error was yielded; want none", after-before)
+	}
+	if st := e.c.WaitGroupStable(t, group, 1, 10*time.Second); st.Members[0].ID != m.ID() {
+		t.Errorf("the group is %s, want only the roundrobin member", st)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close after the fatal error: %v", err)
+	}
+	t.Logf("JoinGroup requests for the group until the fatal error: %d", before)
+}
