@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -231,4 +232,47 @@ func TestFatalGroupErrorStopsJoining(t *testing.T) {
 		t.Errorf("Close after the fatal error: %v", err)
 	}
 	t.Logf("JoinGroup requests for the group until the fatal error: %d", before)
+}
+
+// The tests' streams run the group protocol make test-kip848 asks for: with
+// KSTREAM_GROUP_PROTOCOL=consumer, ClientOptions(kgo.ServerSideBalancer())
+// on the default balancers makes the client speak KIP-848's
+// ConsumerGroupHeartbeat and never JoinGroup (franz-go falls back to the
+// classic protocol, silently, when the first balancer is neither sticky nor
+// range); without it, the classic JoinGroup.
+func TestStreamsRunTheChosenGroupProtocol(t *testing.T) {
+	e := newEnv(t, 2, 4)
+	fake := e.c.Fake()
+	if fake == nil {
+		t.Fatal("this test counts requests and needs the in-process cluster; unset KAFKA_BROKERS")
+	}
+	const group = "g-protocol"
+	var joins, heartbeats atomic.Int64
+	fake.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		fake.KeepControl()
+		if req.(*kmsg.JoinGroupRequest).Group == group {
+			joins.Add(1)
+		}
+		return nil, nil, false
+	})
+	fake.ControlKey(kmsg.ConsumerGroupHeartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		fake.KeepControl()
+		if req.(*kmsg.ConsumerGroupHeartbeatRequest).Group == group {
+			heartbeats.Add(1)
+		}
+		return nil, nil, false
+	})
+	s := e.stream(kstream.Group(group))
+	take(t, e.ctx, s, 4)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	consumer := os.Getenv("KSTREAM_GROUP_PROTOCOL") == "consumer"
+	t.Logf("KSTREAM_GROUP_PROTOCOL=%q: %d JoinGroup, %d ConsumerGroupHeartbeat", os.Getenv("KSTREAM_GROUP_PROTOCOL"), joins.Load(), heartbeats.Load())
+	if consumer && (joins.Load() != 0 || heartbeats.Load() == 0) {
+		t.Errorf("under the consumer protocol the stream sent %d JoinGroup and %d ConsumerGroupHeartbeat requests; want none and some", joins.Load(), heartbeats.Load())
+	}
+	if !consumer && (joins.Load() == 0 || heartbeats.Load() != 0) {
+		t.Errorf("under the classic protocol the stream sent %d JoinGroup and %d ConsumerGroupHeartbeat requests; want some and none", joins.Load(), heartbeats.Load())
+	}
 }
