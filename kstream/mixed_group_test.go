@@ -189,7 +189,8 @@ func (jc *joinCounter) count() int {
 // members, and its range yields one fatal *FetchError wrapping
 // INCONSISTENT_GROUP_PROTOCOL. After that the stream's client stops
 // joining (before, it retried until Close, logging each
-// failure); the stream is still open, and Close works.
+// failure); the stream is still open, Close works, and opening it again
+// joins.
 func TestFatalGroupErrorStopsJoining(t *testing.T) {
 	e := newEnv(t, 2, 10)
 	const group = "g-inconsistent"
@@ -232,6 +233,19 @@ func TestFatalGroupErrorStopsJoining(t *testing.T) {
 		t.Errorf("Close after the fatal error: %v", err)
 	}
 	t.Logf("JoinGroup requests for the group until the fatal error: %d", before)
+
+	// Once the roundrobin member is gone (it consumed the first records),
+	// opening the stream again joins.
+	if err := m.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(10, 20)
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := take(t, e.ctx, s, 10); len(got) != 10 {
+		t.Fatalf("the reopened stream read %d records, want 10", len(got))
+	}
 }
 
 // The tests' streams run the group protocol make test-kip848 asks for: with
