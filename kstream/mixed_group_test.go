@@ -290,3 +290,84 @@ func TestStreamsRunTheChosenGroupProtocol(t *testing.T) {
 		t.Errorf("under the classic protocol the stream sent %d JoinGroup and %d ConsumerGroupHeartbeat requests; want some and none", joins.Load(), heartbeats.Load())
 	}
 }
+
+// A group of streams runs cooperative-sticky; an aiokafka-compatible member
+// (roundrobin only) joining while records flow downgrades it to eager
+// roundrobin. No record is lost. Records may be processed twice in that
+// one rebalance (docs/interop.md): the new member is assigned partitions
+// the stream gives up only after the join, and starts from the last
+// commit; the test reports how many, with franz-go's commit interval (5 s)
+// and with 200 ms.
+func TestDowngradeToEagerLosesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []kstream.Option
+	}{
+		{"default-interval", nil},
+		{"interval-200ms", []kstream.Option{kstream.ClientOptions(kgo.AutoCommitInterval(200 * time.Millisecond))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testDowngrade(t, tc.opts...) })
+	}
+}
+
+func testDowngrade(t *testing.T, opts ...kstream.Option) {
+	const parts = 4
+	e := newEnv(t, parts, 0)
+	const group = "g-downgrade"
+	var all kstreamtest.Ledger
+	s := e.classicStream(append([]kstream.Option{kstream.Group(group)}, opts...)...)
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	loopDone := make(chan error, 1)
+	go func() {
+		for rec, err := range s.Records(ctx) {
+			if err != nil {
+				loopDone <- err
+				return
+			}
+			all.Add(rec.Topic, rec.Partition, rec.Offset)
+			time.Sleep(time.Millisecond) // a handler's work: records are in flight at the join
+		}
+		loopDone <- nil
+	}()
+	e.c.WaitGroupStable(t, group, 1, 20*time.Second)
+	if got := groupProtocolName(t, e.c, group); got != "cooperative-sticky" {
+		t.Fatalf("a group of one stream runs %q, want cooperative-sticky", got)
+	}
+
+	var produced atomic.Int64
+	stop := make(chan struct{})
+	prodDone := make(chan struct{})
+	go func() {
+		defer close(prodDone)
+		for i := 0; ; i += 8 {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			e.produce(i, i+8)
+			produced.Store(int64(i + 8))
+		}
+	}()
+	eventually(t, 10*time.Second, "the stream to consume", func() bool { return all.Count() > 50 })
+	m := e.c.AddMember(t, group, []string{e.topic}, kstreamtest.RecordTo(&all), kstreamtest.MemberClientOptions(kgo.Balancers(kgo.RoundRobinBalancer())))
+	e.c.WaitGroupStable(t, group, 2, 20*time.Second)
+	if got := groupProtocolName(t, e.c, group); got != "roundrobin" {
+		t.Errorf("after the roundrobin member joined the group runs %q, want roundrobin", got)
+	}
+	before := m.Processed()
+	eventually(t, 10*time.Second, "the roundrobin member to consume", func() bool { return m.Processed() > before+20 })
+	close(stop)
+	<-prodDone
+	all.Wait(t, int(produced.Load()), 30*time.Second)
+	e.c.WaitCaughtUp(t, group, 20*time.Second, e.topic)
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := <-loopDone; err != nil {
+		t.Errorf("the stream's range: %v", err)
+	}
+	all.AssertAtLeastOnce(t, e.c.Produced(t, e.topic))
+	t.Logf("%d records; %d processed twice across the downgrade", produced.Load(), all.Total()-all.Count())
+}
