@@ -371,3 +371,20 @@ func testDowngrade(t *testing.T, opts ...kstream.Option) {
 	all.AssertAtLeastOnce(t, e.c.Produced(t, e.topic))
 	t.Logf("%d records; %d processed twice across the downgrade", produced.Load(), all.Total()-all.Count())
 }
+
+// kgo.Balancers in ClientOptions replaces the default balancers: a group of
+// one stream told range runs range, not cooperative-sticky.
+func TestClientOptionsBalancersReplaceDefaults(t *testing.T) {
+	e := newEnv(t, 2, 4)
+	s := e.classicStream(kstream.Group("g-range"), kstream.ClientOptions(kgo.Balancers(kgo.RangeBalancer())))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	take(t, e.ctx, s, 4)
+	if got := groupProtocolName(t, e.c, "g-range"); got != "range" {
+		t.Errorf("the group runs %q, want range", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
