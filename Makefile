@@ -10,9 +10,11 @@ test: lint
 	$(GO) test -race -count=1 -timeout 5m $(PKGS)
 
 # The SDK's tests again with the consumer group protocol of KIP-848 (the
-# broker assigns), for the streams the tests make through their helpers.
+# broker assigns), for the streams the tests make through their helpers,
+# and the in-process churn scenario, bounded (about a minute).
 test-kip848:
 	KSTREAM_GROUP_PROTOCOL=consumer $(GO) test -race -count=1 -timeout 5m ./kstream/
+	CHAOS=1 KSTREAM_GROUP_PROTOCOL=consumer $(GO) test -tags chaos -race -count=1 -short -timeout 5m -run TestChurnInProcess ./integration/chaos/
 
 lint: vet fmt-check
 

@@ -83,6 +83,10 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	} else if cfg.readCommitted {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
+	if ss.group {
+		// Before the user's options: their kgo.Balancers replaces these.
+		opts = append(opts, kgo.Balancers(defaultBalancers()...))
+	}
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)

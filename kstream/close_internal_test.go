@@ -28,7 +28,7 @@ func TestCloseDoesNotHangWhenPollReturnsAfterAllowRebalance(t *testing.T) {
 	}
 	pc.Close()
 	s, err2 := NewStream(codec.String(), Brokers(fc.ListenAddrs()...), Topics("t"), Group("g"), ManualCommit(),
-		ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(100*time.Millisecond)))
+		ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(100*time.Millisecond)), internalGroupProtocol())
 	if err := err2; err != nil {
 		t.Fatal(err)
 	}

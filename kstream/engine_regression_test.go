@@ -195,7 +195,7 @@ func TestStopFromListenerCommits(t *testing.T) {
 	if err := kstreamtest.ProduceValues(ctx, c, "rev-a", 1, codec.String(), vals...); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := kstream.NewEngine(kstream.Brokers(c.Brokers()...), kstream.Logger(testLogger(t)))
+	eng, err := kstream.NewEngine(kstream.Brokers(c.Brokers()...), kstream.Logger(testLogger(t)), groupProtocol())
 	if err != nil {
 		t.Fatal(err)
 	}

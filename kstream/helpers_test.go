@@ -79,7 +79,7 @@ func (e *env) stream(opts ...kstream.Option) *kstream.Stream[string] {
 // test-kip848).
 func groupProtocol() kstream.Option {
 	if os.Getenv("KSTREAM_GROUP_PROTOCOL") == "consumer" {
-		return kstream.ClientOptions(kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer()))
+		return kstream.ClientOptions(kgo.ServerSideBalancer())
 	}
 	return kstream.ClientOptions()
 }

@@ -52,7 +52,7 @@ func TestCloseFromListenerLeavesTheMetricsCollector(t *testing.T) {
 	var once sync.Once
 	s, err = NewStream(codec.String(), Brokers(fc.ListenAddrs()...), Topics("t"), Group("g"),
 		Metrics(prometheus.NewRegistry()),
-		ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(100*time.Millisecond)),
+		ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(100*time.Millisecond)), internalGroupProtocol(),
 		Listener(ListenerFuncs{Assigned: func(context.Context, AnyStream, map[string][]int32) {
 			once.Do(func() { closed <- s.Close() })
 		}}))

@@ -34,7 +34,7 @@ func openRace(t *testing.T, listener func(AnyStream)) *Stream[string] {
 	ran := make(chan struct{})
 	var once sync.Once
 	s, err := NewStream(codec.String(), Brokers(fc.ListenAddrs()...), Topics("t"), Group("g"),
-		ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond)),
+		ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond)), internalGroupProtocol(),
 		Listener(ListenerFuncs{Assigned: func(_ context.Context, as AnyStream, _ map[string][]int32) {
 			once.Do(func() {
 				defer close(ran)

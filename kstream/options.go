@@ -418,6 +418,13 @@ func MaxPollRecords(n int) Option {
 // kgo.ConsumeRegex on a stream without TopicPattern, make Open fail with
 // ErrInvalidOption. Everything else, SeedBrokers and ConsumeResetOffset
 // included, overrides what the stream would set.
+//
+// A group stream offers the balancers cooperative-sticky, range, roundrobin
+// and kafkajs's RoundRobinAssigner, in that order, so that a group of
+// streams runs cooperatively and members of other clients on their defaults
+// can join it (docs/interop.md); kgo.Balancers here replaces that list.
+// kgo.ServerSideBalancer opts into the consumer group protocol of KIP-848
+// (docs/rebalance.md).
 func ClientOptions(opts ...kgo.Opt) Option {
 	return option{name: "ClientOptions", scope: forBoth, fn: func(c *config) error {
 		c.clientOpts = append(c.clientOpts, opts...)

@@ -208,6 +208,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	}
 
 	var seeks map[string]map[int32]kgo.EpochOffset
+	leave := false // a fatal group error: the client stops trying to join
 	ss.mu.Lock()
 	ss.ctl.wake = nil
 	ss.ctl.blocked = true // every PollRecords return holds rebalances back
@@ -241,6 +242,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 			ss.log.Error("fatal fetch error, stream stops", "topic", topic, "partition", partition, "err", err)
 			if ss.fatal == nil {
 				ss.fatal = &FetchError{Topic: topic, Partition: partition, Err: err, Fatal: true}
+				leave = ss.group && topic == ""
 			}
 		}
 	})
@@ -285,6 +287,9 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	ss.mu.Unlock()
 	if seeks != nil {
 		ss.client().SetOffsets(seeks)
+	}
+	if leave {
+		ss.leaveAfterFatal()
 	}
 	return status
 }

@@ -26,7 +26,7 @@ func TestSeveralTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := kstream.NewStream(codec.String(), kstream.Brokers(c.Brokers()...),
-		kstream.Topics("local--kstreams", "local--hello-world"), kstream.Group("example-group"), kstream.Logger(testLogger(t)))
+		kstream.Topics("local--kstreams", "local--hello-world"), kstream.Group("example-group"), kstream.Logger(testLogger(t)), groupProtocol())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestTopicPatternPicksUpNewTopic(t *testing.T) {
 		}
 	}
 	s, err := kstream.NewStream(codec.String(), kstream.Brokers(c.Brokers()...),
-		kstream.TopicPattern("events-.*"), kstream.Group("pattern"), kstream.Logger(testLogger(t)),
+		kstream.TopicPattern("events-.*"), kstream.Group("pattern"), kstream.Logger(testLogger(t)), groupProtocol(),
 		kstream.ClientOptions(kgo.MetadataMinAge(50*time.Millisecond), kgo.MetadataMaxAge(200*time.Millisecond), kgo.HeartbeatInterval(100*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)

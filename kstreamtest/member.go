@@ -24,9 +24,11 @@ import (
 // OnRecord function, if any), marks it, and commits the marks periodically,
 // before its partitions are revoked and when it leaves. It starts from the
 // group's committed offsets, else from the earliest offset, and uses
-// franz-go's default balancer (cooperative-sticky), which is also a
-// kstream.Stream's default; a group whose streams use another balancer needs
-// MemberClientOptions(kgo.Balancers(...)).
+// franz-go's default balancer (cooperative-sticky), which a kstream.Stream
+// offers first, so that the group stays cooperative; a group whose streams
+// offer only other balancers needs MemberClientOptions(kgo.Balancers(...)).
+// MemberClientOptions(kgo.Balancers(kgo.RoundRobinBalancer())) makes a
+// member that offers what aiokafka does.
 //
 // Its methods are safe for concurrent use.
 type Member struct {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -32,6 +33,19 @@ func TestChurnInProcess(t *testing.T) {
 	t.Run("crashes", func(t *testing.T) {
 		runInProcessChurn(t, "4b. churn with crashes in process (goroutines; kstreamtest.Crash; -race)", true)
 	})
+}
+
+// kip848 reports whether the members run the consumer protocol of KIP-848
+// (KSTREAM_GROUP_PROTOCOL=consumer, make test-kip848) instead of the
+// classic one.
+func kip848() bool { return os.Getenv("KSTREAM_GROUP_PROTOCOL") == "consumer" }
+
+// groupProtocol is the members' option for the group protocol kip848 says.
+func groupProtocol() kstream.Option {
+	if kip848() {
+		return kstream.ClientOptions(kgo.ServerSideBalancer())
+	}
+	return kstream.ClientOptions()
 }
 
 // ipMember is a member of the in-process churn: a stream ranged by a
@@ -62,6 +76,9 @@ func (m *ipMember) processed(r kstream.Record[[]byte]) {
 func runInProcessChurn(t *testing.T, name string, crashes bool) {
 	const topic, group, partitions = "chaos", "chaos", 12
 	duration := churnDuration(t, 45*time.Second, 8*time.Second)
+	if kip848() {
+		name += " [KIP-848 consumer protocol]"
+	}
 	r := &row{Scenario: name, Duration: duration, DupBound: -1}
 	report(t, r)
 	sd := seed(t)
@@ -102,7 +119,7 @@ func runInProcessChurn(t *testing.T, name string, crashes bool) {
 	join := func() {
 		m := &ipMember{id: len(members) + 1, kind: nextKinds[rng.IntN(len(nextKinds))]}
 		m.s = kstreamtest.NewStream(t, c, codec.Bytes(), kstream.Topics(topic), kstream.Group(group),
-			kstream.Name(fmt.Sprintf("m%d", m.id)), kstream.ClientOptions(kgo.ClientID(m.clientID())), quiet)
+			kstream.Name(fmt.Sprintf("m%d", m.id)), kstream.ClientOptions(kgo.ClientID(m.clientID())), groupProtocol(), quiet)
 		switch m.kind {
 		case "records":
 			m.ranged = make(chan struct{})
