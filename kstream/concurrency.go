@@ -141,10 +141,10 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		limit: max(2*s.cfg.maxPoll, 64*s.cfg.concurrency.n),
 	}
 	d.changed = sync.NewCond(&d.mu)
-	ss.setStopDispatch(d.giveWay)
+	ss.setStopDispatch(d.giveWay, d.drain)
 	defer func() {
 		d.closeLanes()
-		ss.setStopDispatch(nil)
+		ss.setStopDispatch(nil, nil)
 		if err == nil {
 			err = d.failed()
 		}
@@ -161,7 +161,7 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 	// range is released and a rebalance or Close may run: a stop waits for
 	// the records in hand, not for the lanes' queues.
 	defer release()
-	defer d.giveWay()
+	defer func() { ss.noteDropped(d.giveWay()) }()
 	defer s.useDecodeCtx(handlerCtx, ss)()
 	done := handlerCtx.Done()
 	var retry decodeRetry
@@ -379,8 +379,11 @@ func (d *dispatcher[T]) busy() bool { return d.inFlight.Load() > 0 }
 // started are dropped (the session rewinds their partitions to the lowest
 // unfinished record, so they are fetched again, by this member or the
 // partition's next owner), and the handlers running are waited for. Then
-// no record is in flight and every partition's progress starts afresh.
-func (d *dispatcher[T]) giveWay() {
+// no record is in flight and every partition's progress starts afresh. It
+// reports whether some record finished above one dropped or failed: the
+// mark cannot cover it, so under ExactlyOnce the transaction that holds
+// its output must abort (endTxn).
+func (d *dispatcher[T]) giveWay() (gap bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.gen.Add(1)
@@ -397,7 +400,25 @@ func (d *dispatcher[T]) giveWay() {
 	}
 	// What is left in each partition's progress is dropped or failed: the
 	// rewind covers it.
+	for _, p := range d.parts {
+		if len(p.done) > 0 {
+			gap = true
+		}
+	}
 	clear(d.parts)
+	return gap
+}
+
+// drain waits until every record dispatched has finished, for the end of
+// a transaction (ExactlyOnce), which must not leave a record finished
+// above one not started. Only the range goroutine dispatches, and it is
+// the caller.
+func (d *dispatcher[T]) drain() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.inFlight.Load() > 0 {
+		d.changed.Wait()
+	}
 }
 
 // closeLanes lets every lane finish what it holds and waits for it.
@@ -421,10 +442,10 @@ const busyPoll = 50 * time.Millisecond
 
 // setStopDispatch installs the hook of a concurrent Handle stream that
 // stops its lanes before a rebalance (dispatcher.giveWay).
-func (ss *session) setStopDispatch(stop func()) {
+func (ss *session) setStopDispatch(stop func() bool, drain func()) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	ss.stopDispatch = stop
+	ss.stopDispatch, ss.drainDispatch = stop, drain
 }
 
 // nextUnmarked takes the next record for a dispatcher, which marks records

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/gokstreams/kstreams/kstream"
 )
 
@@ -90,5 +92,72 @@ func TestEmitAcrossRebalances(t *testing.T) {
 			}
 			t.Logf("%s: %d inputs handled %d times, %d duplicate outputs", mode, total, handled.Load(), dups)
 		})
+	}
+}
+
+// The same with Handle streams on KeyConcurrency lanes, run by two engines:
+// transactions end only when no handler runs, rebalances included.
+func TestEmitExactlyOnceConcurrentAcrossRebalances(t *testing.T) {
+	const total = 600
+	e := newEnv(t, 4, 0)
+	out := e.topic + "-out"
+	if err := e.c.CreateTopic(e.ctx, out, 4); err != nil {
+		t.Fatal(err)
+	}
+	var handled atomic.Int64
+	start := func() *kstream.Engine {
+		eng := e.engine()
+		s := e.engineStream(e.topic, "g", kstream.ExactlyOnce(), kstream.KeyConcurrency(4))
+		s.Handle(func(ctx context.Context, rec kstream.Record[string]) error {
+			handled.Add(1)
+			return s.Emit(ctx, out, []byte("out-"+rec.Value), kstream.WithKey(rec.Key))
+		})
+		if err := eng.Add(s); err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Start(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		return eng
+	}
+	produced := 0
+	produce := func(n int) {
+		recs := make([]int, 0, n)
+		for i := produced; i < produced+n; i++ {
+			recs = append(recs, i)
+		}
+		e.produceKeyedRange(recs)
+		produced += n
+	}
+	eng1 := start()
+	produce(200)
+	eventually(t, 20*time.Second, "first member handled records", func() bool { return handled.Load() >= 100 })
+	eng2 := start()
+	produce(200)
+	eventually(t, 20*time.Second, "both members handled records", func() bool { return handled.Load() >= 300 })
+	if err := eng1.Stop(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	produce(total - produced)
+	eventually(t, 30*time.Second, "every record committed", func() bool {
+		c := e.committed("g")
+		return c[0]+c[1]+c[2]+c[3] == total
+	})
+	if err := eng2.Stop(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantEach(t, e.outputs(out, true), total, true)
+	t.Logf("%d inputs handled %d times", total, handled.Load())
+}
+
+// produceKeyedRange writes v<i> for each i, keyed k<i%5>, to partition i%partitions.
+func (e *env) produceKeyedRange(is []int) {
+	e.t.Helper()
+	recs := make([]*kgo.Record, 0, len(is))
+	for _, i := range is {
+		recs = append(recs, &kgo.Record{Topic: e.topic, Partition: int32(i) % e.partitions, Key: []byte(fmt.Sprintf("k%d", i%5)), Value: []byte(fmt.Sprintf("v%d", i))})
+	}
+	if err := e.c.Produce(e.ctx, recs...); err != nil {
+		e.t.Fatal(err)
 	}
 }

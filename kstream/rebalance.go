@@ -28,11 +28,18 @@ func (ss *session) giveWay(cl *kgo.Client) {
 		cl.AllowRebalance() // Close leaves the group; let it
 		return
 	}
+	ctx, cancel := context.WithTimeout(ss.abortCtx, giveWayEmitWait)
+	defer cancel()
+	if ss.txn != nil {
+		// The transaction ends, committed, before the rebalance goes on
+		// (a concurrent stream's lanes first finish what they hold).
+		ss.endTxn(ctx, true)
+	}
 	ss.mu.Lock()
 	stop := ss.stopDispatch
 	ss.mu.Unlock()
 	if stop != nil {
-		stop()
+		ss.noteDropped(stop())
 	}
 	ss.mu.Lock()
 	rewind := ss.rewindLocked()
@@ -48,16 +55,11 @@ func (ss *session) giveWay(cl *kgo.Client) {
 	if len(rewind) > 0 {
 		cl.SetOffsets(rewind)
 	}
-	ctx, cancel := context.WithTimeout(ss.abortCtx, giveWayEmitWait)
-	if ss.txn != nil {
-		// The transaction ends, committed, before the rebalance goes on.
-		ss.endTxn(ctx, true)
-	} else if ss.emitting.Load() > 0 {
+	if ss.txn == nil && ss.emitting.Load() > 0 {
 		// So that the commit before a revoke covers the records whose
 		// emits are acknowledged meanwhile.
 		_ = cl.Flush(ctx)
 	}
-	cancel()
 	ss.pushMarks(cl)
 	cl.AllowRebalance()
 }

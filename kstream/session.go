@@ -75,7 +75,13 @@ type session struct {
 	assignedOnce bool
 	// stopDispatch, set while a concurrent Handle stream runs, drops the
 	// records its lanes have not started and waits for those running.
-	stopDispatch func()
+	stopDispatch func() (gap bool)
+	// drainDispatch waits until a concurrent stream's lanes have finished
+	// every record dispatched (ExactlyOnce: endTxn).
+	drainDispatch func()
+	// txnGap: a drop of lane work left a record finished above one not
+	// handled; the open transaction holds its output and cannot commit.
+	txnGap bool
 	ctl          control // pauses, seeks and bounds (control.go)
 
 	// Emit (emit.go): records emitted and not yet acknowledged, whether

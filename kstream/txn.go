@@ -128,12 +128,22 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	cl := ss.client()
 	wanted := commit
 	ss.mu.Lock()
-	stop := ss.stopDispatch
+	stop, drain := ss.stopDispatch, ss.drainDispatch
 	ss.mu.Unlock()
+	if commit && drain != nil {
+		// Every record dispatched finishes first: dropping some would
+		// leave records finished above them, whose output the
+		// transaction holds and whose offsets it cannot commit.
+		drain()
+	}
 	if stop != nil {
-		stop()
+		ss.noteDropped(stop())
 	}
 	ss.mu.Lock()
+	if commit && ss.txnGap {
+		commit, wanted = false, false
+		ss.log.Warn("transaction aborted: lane work was dropped below records that finished (a stop or a rebalance under PartitionConcurrency or KeyConcurrency); its records will be delivered again")
+	}
 	if commit && len(ss.inflight) > 0 {
 		// A body holds a record (Close from another goroutine): what it
 		// emitted is in the transaction and its offset is not, so the
@@ -170,6 +180,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	// Emits of this transaction that fail from now on (an abort fails
 	// what was buffered) belong to it, not to the next.
 	t.gen++
+	ss.txnGap = false
 	t.failures = nil
 	ss.emitFailed.Store(false)
 	if committed {
@@ -229,6 +240,16 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 // errTxnAborted: a transaction asked to commit aborted, because the group
 // rebalanced (or the member was fenced) while it was open.
 var errTxnAborted = errors.New("transaction aborted: the group rebalanced while it was open")
+
+// noteDropped records that dropping a concurrent stream's lane work left a
+// gap (dispatcher.giveWay), for the open transaction.
+func (ss *session) noteDropped(gap bool) {
+	if gap && ss.txn != nil {
+		ss.mu.Lock()
+		ss.txnGap = true
+		ss.mu.Unlock()
+	}
+}
 
 // closeTxn commits the open transaction on Close.
 func (ss *session) closeTxn(ctx context.Context) error {
