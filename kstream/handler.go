@@ -310,6 +310,10 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				return err
 			}
 			if err := fn.batch(handlerCtx, batch); err != nil {
+				// A share stream acknowledges the batch (share.go).
+				if err = s.shareOutcome(ss, err, rawsOf(batch)...); err == nil {
+					continue
+				}
 				return err
 			}
 		}
@@ -335,6 +339,9 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				case errors.As(err, &de):
 					failed := func(context.Context, Record[T]) error { return de }
 					if herr := chain(failed, fn.middleware)(handlerCtx, rec); herr != nil {
+						if herr = s.shareOutcome(ss, herr, rec.Raw); herr == nil {
+							continue
+						}
 						return herr
 					}
 				case isNonFatalFetch(err):
@@ -344,6 +351,11 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				continue
 			}
 			if err := handle(handlerCtx, rec); err != nil {
+				// A share stream acknowledges rec: Release and Reject go
+				// on, any other error releases it first (share.go).
+				if err = s.shareOutcome(ss, err, rec.Raw); err == nil {
+					continue
+				}
 				return err
 			}
 		}

@@ -59,6 +59,8 @@ type metricsSet struct {
 	handlerSeconds *prometheus.HistogramVec
 	sent           *prometheus.CounterVec // engine, topic
 	sendErrors     *prometheus.CounterVec // engine, topic
+	shareAcks      *prometheus.CounterVec // stream, status (share_open.go)
+	deliveryCount  *prometheus.HistogramVec
 
 	partitions *partitionCollector
 }
@@ -97,8 +99,9 @@ func metricsFor(reg prometheus.Registerer) (*metricsSet, error) {
 		partitions: newPartitionCollector(),
 	}
 	m.partitions.m = m
+	m.shareAcks, m.deliveryCount = newShareMetrics()
 	for _, c := range []prometheus.Collector{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances,
-		m.crashes, m.restarts, m.handlerSeconds, m.sent, m.sendErrors, m.partitions} {
+		m.crashes, m.restarts, m.handlerSeconds, m.sent, m.sendErrors, m.partitions, m.shareAcks, m.deliveryCount} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register SDK metrics: %w", err)
 		}
@@ -131,10 +134,11 @@ func (m *metricsSet) forgetStream(name string) {
 		return
 	}
 	l := prometheus.Labels{"stream": name}
-	for _, v := range []*prometheus.CounterVec{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances, m.crashes, m.restarts} {
+	for _, v := range []*prometheus.CounterVec{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances, m.crashes, m.restarts, m.shareAcks} {
 		v.DeletePartialMatch(l)
 	}
 	m.handlerSeconds.DeletePartialMatch(l)
+	m.deliveryCount.DeletePartialMatch(l)
 }
 
 func (m *metricsSet) forgetEngine(name string) {

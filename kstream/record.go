@@ -24,6 +24,11 @@ type Record[T any] struct {
 	// Raw is the record as franz-go fetched it, for what Record does not
 	// carry (leader epoch, producer ID, attributes).
 	Raw *kgo.Record
+	// DeliveryCount is the broker's count of this record's deliveries to
+	// the members of a share group (ShareGroup): 1 on its first delivery,
+	// higher after a release or an expired acquisition. It is 0 outside
+	// share groups.
+	DeliveryCount int32
 }
 
 // Tombstone reports whether the record's value is nil, which on a compacted

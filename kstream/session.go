@@ -29,6 +29,9 @@ type session struct {
 	clp    atomic.Pointer[kgo.Client] // set once the client exists; see client()
 	group  bool
 	manual bool
+	// share: the stream reads a share group (share.go); group is false.
+	share bool
+	sh    shareState // under mu
 	// outOfOrder: records finish out of offset order (PartitionConcurrency,
 	// KeyConcurrency), so commits stop at the lowest unfinished record.
 	outOfOrder bool
@@ -123,10 +126,19 @@ func (ss *session) beginRange() {
 func (ss *session) endRange() {
 	ss.mu.Lock()
 	ss.ranging = false
+	if ss.share {
+		// A record acknowledged by Ack is not given back (share.go).
+		ss.inflight = ss.shareUndecidedLocked(ss.inflight)
+	}
 	if !ss.closing.Load() && len(ss.inflight) > 0 {
 		ss.giveBackLocked(ss.inflight)
 	}
 	ss.inflight = ss.inflight[:0]
+	if ss.share && !ss.closing.Load() {
+		// What will not be yielded again (a concurrent stream's lane
+		// queues) goes back to the broker now.
+		ss.shareReleaseOrphansLocked()
+	}
 	empty := ss.pos >= len(ss.buf)
 	ss.mu.Unlock()
 	if ss.closing.Load() {

@@ -458,6 +458,9 @@ func (s *Stream[T]) decode(r *kgo.Record) (Record[T], error) {
 func (s *Stream[T]) decodeInto(rec *Record[T], r *kgo.Record) error {
 	rec.Topic, rec.Partition, rec.Offset = r.Topic, r.Partition, r.Offset
 	rec.Key, rec.Headers, rec.Timestamp, rec.Raw = r.Key, r.Headers, r.Timestamp, r
+	if s.cfg.shareGroup != "" {
+		rec.DeliveryCount = r.DeliveryCount()
+	}
 	var err error
 	if r.Value == nil {
 		var zero T
