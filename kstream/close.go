@@ -89,7 +89,7 @@ func (ss *session) doClose(parent context.Context) error {
 		}
 	}
 	if ss.share {
-		ss.shareClose(ctx) // release what is held, at once (share.go)
+		ss.shareClose() // the leave releases what is held, at once (share.go)
 	}
 	// Whatever happens next, the session is gone for the metrics.
 	if ss.m != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -300,21 +301,23 @@ func (ss *session) shareUndecidedLocked(rs []*kgo.Record) []*kgo.Record {
 	return out
 }
 
-// shareClose releases every record held unacknowledged (the record in
-// hand, the buffer, the records on lanes), at once, and flushes the
-// acknowledgements to the brokers within ctx, before the client leaves.
-func (ss *session) shareClose(ctx context.Context) {
+// shareClose gives up every record held unacknowledged (the record in
+// hand, the buffer, the records on lanes): from now on loop control and
+// Ack no longer acknowledge them, and the client's leave, which Close
+// starts next, releases them all at once, after it has stopped fetching
+// (a release sent while fetching goes on can be answered with the same
+// records acquired again). The acknowledgements made before are sent with
+// the leave.
+func (ss *session) shareClose() {
 	ss.mu.Lock()
 	n := len(ss.sh.pending)
-	for r := range ss.sh.pending {
-		ss.shareAckLocked(r, AckRelease)
-	}
+	clear(ss.sh.pending)
 	ss.mu.Unlock()
 	if n > 0 {
-		ss.log.Debug("close released the records held unacknowledged", "records", n)
-	}
-	if err := ss.client().FlushAcks(ctx); err != nil {
-		ss.log.Warn("flushing acknowledgements on close", "err", err)
+		if ss.sh.acks[0] != nil {
+			ss.sh.acks[AckRelease-1].Add(float64(n))
+		}
+		ss.log.Debug("close releases the records held unacknowledged", "records", n)
 	}
 }
 
@@ -324,12 +327,9 @@ type shareState struct {
 	// are all of franz-go's last poll: a share stream polls only when
 	// the buffer is empty and no record is in a body or on a lane.
 	pending    map[*kgo.Record]struct{}
-	acks       [3]counterInc // by AckStatus-1; nil without metrics
-	deliveries observer      // nil without metrics
+	acks       [3]prometheus.Counter // by AckStatus-1; nil without metrics
+	deliveries prometheus.Observer   // nil without metrics
 }
-
-type counterInc interface{ Inc() }
-type observer interface{ Observe(float64) }
 
 // shareFinish acknowledges a record a concurrent stream's lane finished:
 // accepted if handled, else released (unless decided before).

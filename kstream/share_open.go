@@ -109,7 +109,7 @@ func (ss *session) setShareReset(ctx context.Context, cfg *config, opts []kgo.Op
 // shareMetrics returns the counters of a share stream's acknowledgements
 // (by AckStatus-1) and the histogram of its records' delivery counts, or
 // zero values without metrics.
-func (m *metricsSet) shareMetrics(stream string) (acks [3]counterInc, deliveries observer) {
+func (m *metricsSet) shareMetrics(stream string) (acks [3]prometheus.Counter, deliveries prometheus.Observer) {
 	if m == nil {
 		return acks, nil
 	}
