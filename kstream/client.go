@@ -80,6 +80,11 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	opts = append(opts, kgo.ClientID(newClientID(name)))
 	opts = append(opts, ss.m.clientOpts()...)
 	opts = append(opts, secure...)
+	if ss.share {
+		// A share member acquires what it fetches: MaxPollRecords bounds
+		// that, so that the other members get the rest.
+		opts = append(opts, kgo.ShareMaxRecords(int32(min(cfg.maxPoll, 1<<30))))
+	}
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)
