@@ -1,0 +1,162 @@
+package kstream_test
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gokstreams/kstreams/codec"
+	"github.com/gokstreams/kstreams/kstream"
+)
+
+// TestShareMetrics: acknowledgements are counted by status, and the
+// delivery count of every record fetched is observed.
+func TestShareMetrics(t *testing.T) {
+	e := newEnv(t, 1, 4)
+	reg := prometheus.NewRegistry()
+	s := e.shareStream("g", kstream.Name("sm"), kstream.Metrics(reg))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	for rec, err := range s.Records(e.ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rec.Value == "v1":
+			if err := s.Ack(rec, kstream.AckReject); err != nil {
+				t.Fatal(err)
+			}
+		case rec.Value == "v2" && !released:
+			released = true
+			if err := s.Ack(rec, kstream.AckRelease); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rec.Value == "v3" {
+			break // in hand: released by Close
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := series(t, reg, "kstreams_share_acks_total", map[string]string{"stream": "sm"})
+	want := map[string]float64{"status=accept": 1, "status=release": 2, "status=reject": 1}
+	// v2 released once may have been fetched again before v3 was reached,
+	// and then released by Close.
+	if got["status=release"] == 3 {
+		want["status=release"] = 3
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("share_acks_total = %v, want %v", got, want)
+	}
+	if n := series(t, reg, "kstreams_share_delivery_count", map[string]string{"stream": "sm"})[""]; n < 4 {
+		t.Fatalf("share_delivery_count observed %v records, want at least 4", n)
+	}
+	if n := series(t, reg, "kstreams_records_processed_total", map[string]string{"stream": "sm"}); n["topic="+e.topic] != 1 {
+		t.Fatalf("records_processed_total = %v, want 1 (v0, accepted)", n)
+	}
+}
+
+// TestShareResetOffset: the SDK sets the group's share.auto.offset.reset
+// (earliest by default: records produced before the group started are
+// delivered); ResetOffset(Latest) sets latest; a value the group has set
+// stays, with a warning, unless ResetOffset is given.
+func TestShareResetOffset(t *testing.T) {
+	e := newEnv(t, 1, 2)
+	if got := vals(e.drainShare("early", "v1")); !slices.Equal(got, []string{"v0", "v1"}) {
+		t.Fatalf("default: got %v, want v0 v1", got)
+	}
+
+	latest := e.shareStream("late", kstream.ResetOffset(kstream.Latest))
+	if err := latest.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		for rec, err := range latest.Records(e.ctx) {
+			if err == nil {
+				got <- rec.Value
+			}
+			break
+		}
+	}()
+	// The group starts at the end when it first reads the partition: keep
+	// producing until a record arrives, which must be a new one.
+	n := 2
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case v := <-got:
+			if v == "v0" || v == "v1" {
+				t.Fatalf("ResetOffset(Latest): got %s, produced before the group started", v)
+			}
+			break wait
+		case <-tick.C:
+			e.produce(n, n+1)
+			n++
+		case <-e.ctx.Done():
+			t.Fatal(e.ctx.Err())
+		}
+	}
+	latest.Close()
+
+	// A value set on the group stays; the stream warns.
+	if err := e.c.SetShareAutoOffsetReset(e.ctx, "kept", "latest", true); err != nil {
+		t.Fatal(err)
+	}
+	var logs logRecorder
+	s := e.shareStream("kept", kstream.Logger(slogTo(&logs)))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "share.auto.offset.reset") {
+		t.Fatalf("no warning about the group's own share.auto.offset.reset; logs:\n%s", logs.String())
+	}
+}
+
+// TestShareTopicPattern: a share stream subscribes by pattern.
+func TestShareTopicPattern(t *testing.T) {
+	e := newEnv(t, 1, 3)
+	s, err := kstream.NewStream(codec.String(), kstream.Brokers(e.c.Brokers()...), kstream.TopicPattern(e.topic[:len(e.topic)-3]+".*"),
+		kstream.ShareGroup("p"), kstream.Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := offsets(take(t, e.ctx, s, 3)); !slices.Equal(got, []int64{0, 1, 2}) {
+		t.Fatalf("got offsets %v", got)
+	}
+}
+
+// TestSharePauseIgnored: Pause and Resume do nothing on a share stream
+// (they warn): records of every partition keep coming.
+func TestSharePauseIgnored(t *testing.T) {
+	e := newEnv(t, 1, 2)
+	var logs logRecorder
+	s := e.shareStream("g", kstream.Logger(slogTo(&logs)))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Pause(map[string][]int32{e.topic: {0}})
+	if p := s.Paused(); len(p) != 0 {
+		t.Fatalf("Paused() = %v after an ignored Pause", p)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	if got := offsets(take(t, ctx, s, 2)); !slices.Equal(got, []int64{0, 1}) {
+		t.Fatalf("got %v", got)
+	}
+	if !strings.Contains(logs.String(), "Pause ignored") {
+		t.Fatalf("no warning; logs:\n%s", logs.String())
+	}
+}
