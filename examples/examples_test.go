@@ -36,6 +36,7 @@ var want = map[string]string{
 	"quickstart":          "consumed 10 orders",
 	"rebalance-listeners": "committed events/3: 110 (end 110)",
 	"remove-stream":       "committed: 5, end: 5, lag: 0",
+	"share-group":         "rejected once and never delivered again",
 	"several-topics":      "consumed 3 events of local--hello-world",
 	"stream-instance":     "decoded 3 people, rejected 1 record(s)",
 	"topic-pattern":       "consumed from local--events-b: [b1]",
