@@ -93,13 +93,16 @@ func uniqueName(kind string) string {
 }
 
 // Scenarios is every scenario, in the order they run.
-var Scenarios = []string{scenarioConsume, scenarioProduceSync, scenarioProduceBatch, scenarioProduceAsync}
+var Scenarios = []string{scenarioConsume, scenarioShare, scenarioProduceSync, scenarioProduceBatch, scenarioProduceAsync}
 
 // clientIDs returns the clients of a scenario, in a fixed order, baseline
 // first.
 func clientIDs(scenario string) []string {
 	if scenario == scenarioConsume {
 		return consumerOrder
+	}
+	if scenario == scenarioShare {
+		return shareOrder
 	}
 	var ids []string
 	for _, id := range producerOrder {
@@ -113,6 +116,10 @@ func clientIDs(scenario string) []string {
 func clientInfo(scenario, id string) (name, how string) {
 	if scenario == scenarioConsume {
 		c := consumers[id]
+		return c.name, c.how
+	}
+	if scenario == scenarioShare {
+		c := shareConsumers[id]
 		return c.name, c.how
 	}
 	p := producers[scenario][id]
@@ -375,7 +382,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 
 		NotIdempotent: cfg.NotIdempotent,
 	}
-	if scenario == scenarioConsume {
+	if isConsume(scenario) {
 		base.Topic = uniqueName(fmt.Sprintf("consume-%d", size))
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		start := time.Now()
@@ -392,7 +399,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 	one := func(id string) (Result, error) {
 		sp := base
 		sp.Client = id
-		if scenario == scenarioConsume {
+		if isConsume(scenario) {
 			sp.Group = uniqueName("group-" + id)
 		} else {
 			sp.Topic = uniqueName(scenario + "-" + id)
@@ -404,7 +411,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		began := time.Now()
 		res := runChild(ctx, exe, sp, brokerPID)
 		res.ChildNS = time.Since(began).Nanoseconds()
-		if scenario != scenarioConsume && res.Err == "" {
+		if !isConsume(scenario) && res.Err == "" {
 			ends, err := adm.endOffsets(ctx, sp.Topic, cfg.Partitions)
 			var sum int64
 			for _, e := range ends {
