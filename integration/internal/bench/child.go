@@ -147,10 +147,13 @@ func runClient(sp spec) Result {
 	var res Result
 	var err error
 	switch sp.Scenario {
-	case scenarioConsume, scenarioShare:
+	case scenarioConsume, scenarioShare, scenarioShareScale:
 		cs := consumers
-		if sp.Scenario == scenarioShare {
+		switch sp.Scenario {
+		case scenarioShare:
 			cs = shareConsumers
+		case scenarioShareScale:
+			cs = shareScaleConsumers
 		}
 		c, ok := cs[sp.Client]
 		if !ok {
@@ -161,7 +164,7 @@ func runClient(sp spec) Result {
 		res.Records = t.total.Load()
 		switch {
 		case err != nil:
-		case sp.Scenario == scenarioShare:
+		case sp.Scenario == scenarioShare || sp.Scenario == scenarioShareScale:
 			err = t.checkShare(sp)
 		default:
 			err = t.check(sp)

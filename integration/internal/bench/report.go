@@ -71,6 +71,7 @@ func Versions() string {
 var scenarioTitle = map[string]string{
 	scenarioConsume:      "Consume",
 	scenarioShare:        "Consume as one member of a share group (KIP-932), accepting each record",
+	scenarioShareScale:   "Share group on one partition, 1 ms of work per record: one member against four",
 	scenarioProduceSync:  "Produce, one record per call, waiting for its ack",
 	scenarioProduceBatch: "Produce in batches, waiting for each batch's acks",
 	scenarioProduceAsync: "Produce pipelined, waiting once at the end",
@@ -188,6 +189,18 @@ func (r *Report) Verdicts() []string {
 			if m := median(walls); m < float64(100*time.Millisecond) {
 				out = append(out, fmt.Sprintf("%s: a consume run took %.0f ms, mostly connecting and joining the group: too short to judge the targets; use more -records",
 					at, m/float64(time.Millisecond)))
+			}
+		}
+		if t.Scenario == scenarioShareScale {
+			one, ok1 := rows["kstream-share-1"]
+			four, ok4 := rows["kstream-share-4"]
+			if ok1 && ok4 && one.RecPerSec > 0 {
+				r := four.RecPerSec / one.RecPerSec
+				verdict := "MET"
+				if r < 3 {
+					verdict = "NOT MET"
+				}
+				out = append(out, fmt.Sprintf("%s: kstream share, 4 members / 1 member on one partition = %.2f, target ≥ 3: %s", at, r, verdict))
 			}
 		}
 		if t.Scenario == scenarioShare {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -178,4 +179,123 @@ func (t *tally) checkShare(sp spec) error {
 }
 
 // isConsume reports whether scenario consumes pre-produced records.
-func isConsume(scenario string) bool { return scenario == scenarioConsume || scenario == scenarioShare }
+func isConsume(scenario string) bool {
+	return scenario == scenarioConsume || scenario == scenarioShare || scenario == scenarioShareScale
+}
+
+// scenarioShareScale measures what more members than partitions give: one
+// partition, a handler that works 1 ms per record, one member against four
+// (all in one process, each with a client of its own).
+const scenarioShareScale = "share-scale"
+
+const (
+	defaultScaleRecords = 2000
+	scaleWork           = time.Millisecond
+	scaleFetch          = 10 // records a member acquires per fetch
+)
+
+var shareScaleConsumers = map[string]consumer{
+	"franz-go": {
+		name: "franz-go share consumer, 1 member",
+		how:  "kgo client with ShareGroup, ShareMaxRecords(10); per record 1 ms of work (sleep), then Record.Ack(AckAccept)",
+		run:  func(ctx context.Context, sp spec, m *meter, t *tally) error { return scaleFranz(ctx, sp, m, t) },
+	},
+	"kstream-share-1": {
+		name: "kstream share Handle, 1 member",
+		how:  "Engine with one ShareGroup stream, MaxPollRecords(10), Handle sleeping 1 ms per record",
+		run:  func(ctx context.Context, sp spec, m *meter, t *tally) error { return scaleKstream(ctx, sp, m, t, 1) },
+	},
+	"kstream-share-4": {
+		name: "kstream share Handle, 4 members",
+		how:  "Engine with four ShareGroup streams of one group (a client each), MaxPollRecords(10), Handle sleeping 1 ms per record",
+		run:  func(ctx context.Context, sp spec, m *meter, t *tally) error { return scaleKstream(ctx, sp, m, t, 4) },
+	},
+}
+
+var shareScaleOrder = []string{"franz-go", "kstream-share-1", "kstream-share-4"}
+
+func scaleFranz(ctx context.Context, sp spec, m *meter, t *tally) error {
+	m.Start()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(sp.Brokers...))
+	if err != nil {
+		return err
+	}
+	err = setEarliest(ctx, adm, sp.Group)
+	adm.Close()
+	if err != nil {
+		return fmt.Errorf("share.auto.offset.reset: %w", err)
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(sp.Brokers...),
+		kgo.ConsumeTopics(sp.Topic),
+		kgo.ShareGroup(sp.Group),
+		kgo.ShareMaxRecords(scaleFetch),
+		kgo.FetchMaxWait(kstream.DefaultFetchMaxWait),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollRecords(ctx, scaleFetch)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fs.Err0(); err != nil {
+			return err
+		}
+		last := false
+		fs.EachRecord(func(r *kgo.Record) {
+			if last {
+				return
+			}
+			time.Sleep(scaleWork)
+			r.Ack(kgo.AckAccept)
+			last = t.add(r.Partition, r.Offset, len(r.Value))
+		})
+		if last {
+			return nil
+		}
+	}
+}
+
+func scaleKstream(ctx context.Context, sp spec, m *meter, t *tally, members int) error {
+	m.Start()
+	eng, err := kstream.NewEngine(kstream.Brokers(sp.Brokers...), kstream.Logger(discardLogger))
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex // the tally is not safe for concurrent use
+	for i := range members {
+		s, err := kstream.NewStream(codec.Bytes(), kstream.Topics(sp.Topic), kstream.ShareGroup(sp.Group),
+			kstream.Name(fmt.Sprintf("member-%d", i)), kstream.MaxPollRecords(scaleFetch))
+		if err != nil {
+			return err
+		}
+		s.Handle(func(_ context.Context, rec kstream.Record[[]byte]) error {
+			time.Sleep(scaleWork)
+			mu.Lock()
+			t.add(rec.Partition, rec.Offset, len(rec.Value))
+			mu.Unlock()
+			return nil
+		})
+		if err := eng.Add(s); err != nil {
+			return err
+		}
+	}
+	if err := eng.Start(ctx); err != nil {
+		return err
+	}
+	var werr error
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		werr = ctx.Err()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := eng.Stop(sctx); err != nil && werr == nil {
+		werr = fmt.Errorf("stop: %w", err)
+	}
+	return werr
+}
