@@ -86,6 +86,9 @@ type memberProc struct {
 	id      int
 	mode    string
 	out     string // processed records, "partition offset" per line
+	// rejected: share mode, the records rejected, "partition offset" per
+	// line
+	rejected string
 	logPath string
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
@@ -119,6 +122,10 @@ func startMember(t testing.TB, bin, dir string, id int, f memberFlags) *memberPr
 	}
 	args := []string{"-brokers", f.brokers, "-topic", f.topic, "-group", f.group, "-mode", f.mode,
 		"-out", m.out, "-delay", f.delay.String(), "-client-id", m.clientID()}
+	if f.mode == "share" || f.mode == "share-franz" {
+		m.rejected = filepath.Join(dir, fmt.Sprintf("member-%02d.rejected", id))
+		args = append(args, "-rejected", m.rejected)
+	}
 	if os.Getenv("CHAOS_VERBOSE") == "1" {
 		args = append(args, "-v")
 	}
