@@ -12,7 +12,10 @@ import (
 
 // Handler handles one record of a stream run by an engine (Handle). Returning
 // nil marks the record processed; returning an error leaves it unprocessed
-// and is a crash of the stream, handled by its ErrorPolicy.
+// and is a crash of the stream, handled by its ErrorPolicy. On a share group
+// stream (ShareGroup), nil accepts the record, Release(err) and Reject(err)
+// release or reject it and the stream goes on, and any other error releases
+// it, then is a crash.
 //
 // ctx is canceled when the deadline of a graceful stop (Stop, Remove or
 // Run's) has passed; until then it stays live, so that the record in hand

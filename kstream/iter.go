@@ -54,6 +54,11 @@ import (
 //
 // Records of a partition revoked from, or lost by, this member are never
 // yielded after the revoke.
+//
+// On a share group stream (ShareGroup) acknowledgements follow loop control
+// the same way: a record the body finished with is accepted, and the record
+// in hand at a break, return or panic is yielded again first by the next
+// range; see ShareGroup and Stream.Ack.
 func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 	return func(yield func(Record[T], error) bool) {
 		if err := s.rangeOptionErr(); err != nil {
