@@ -5,10 +5,13 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/kstream"
@@ -158,5 +161,51 @@ func TestSharePauseIgnored(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "Pause ignored") {
 		t.Fatalf("no warning; logs:\n%s", logs.String())
+	}
+}
+
+// TestShareResetOffsetNotAllowed: when the broker refuses to alter the
+// group's configs (here: GROUP_AUTHORIZATION_FAILED), the stream still opens
+// and consumes, and logs a warning saying the group keeps its own
+// share.auto.offset.reset.
+func TestShareResetOffsetNotAllowed(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	// kfake checks no permission on group configs: answer the alter as a
+	// broker that refuses it does.
+	var refused atomic.Int32
+	e.c.Fake().ControlKey(int16(kmsg.IncrementalAlterConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		areq := req.(*kmsg.IncrementalAlterConfigsRequest)
+		resp := areq.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+		for _, r := range areq.Resources {
+			rr := kmsg.NewIncrementalAlterConfigsResponseResource()
+			rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+			rr.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			resp.Resources = append(resp.Resources, rr)
+		}
+		refused.Add(1)
+		return resp, nil, true
+	})
+	var logs logRecorder
+	s := e.shareStream("sg", kstream.Logger(slogTo(&logs)))
+	if err := s.Open(e.ctx); err != nil {
+		t.Fatalf("Open when the group's configs may not be altered: %v", err)
+	}
+	defer s.Close()
+	if refused.Load() != 1 {
+		t.Fatalf("the alter request was not refused (%d); logs:\n%s", refused.Load(), logs.String())
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "cannot set the share group's share.auto.offset.reset") || !strings.Contains(l, "GROUP_AUTHORIZATION_FAILED") {
+		t.Fatalf("no warning naming the error; logs:\n%s", l)
+	}
+	// The group starts at Kafka's default, latest: a record produced now
+	// is delivered.
+	go func() {
+		for e.ctx.Err() == nil {
+			e.produce(0, 1)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	if got := take(t, e.ctx, s, 1); got[0].Value != "v0" {
+		t.Fatalf("got %v", got)
 	}
 }
