@@ -22,7 +22,7 @@ const (
 	poisonEvery     = 50 // offset % 50 == 7 is poison (cmd/member -poison-every)
 )
 
-// Scenario 6: members of a share group (separate processes, Records loops
+// Scenario 8: members of a share group (separate processes, Records loops
 // that reject poison records with Ack) join, leave gracefully, and with
 // kills are killed with SIGKILL, while a producer writes; up to 4 members on
 // 3 partitions. Every record that is not poison must be accepted at least
@@ -32,12 +32,12 @@ const (
 // counted (at-least-once), and those no kill explains reported.
 func TestShareChurnGraceful(t *testing.T) {
 	requireChaos(t)
-	runShareChurn(t, "6a. share group churn, graceful leaves (processes)", false)
+	runShareChurn(t, "8a. share group churn, graceful leaves (processes)", false)
 }
 
 func TestShareChurnWithKills(t *testing.T) {
 	requireChaos(t)
-	runShareChurn(t, "6b. share group churn with SIGKILL (processes)", true)
+	runShareChurn(t, "8b. share group churn with SIGKILL (processes)", true)
 }
 
 func runShareChurn(t *testing.T, name string, kills bool) {
