@@ -83,18 +83,18 @@ func externalCluster(t *testing.T, brokerBin, topic string, partitions int32) (*
 
 // memberProc is one member process (cmd/member).
 type memberProc struct {
-	id      int
-	mode    string
-	out     string // processed records, "partition offset" per line
+	id   int
+	mode string
+	out  string // processed records, "partition offset" per line
 	// rejected: share mode, the records rejected, "partition offset" per
 	// line
 	rejected string
-	logPath string
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	logFile *os.File
-	started time.Time
-	done    chan struct{} // closed once the process has exited and its output is read
+	logPath  string
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	logFile  *os.File
+	started  time.Time
+	done     chan struct{} // closed once the process has exited and its output is read
 
 	mu       sync.Mutex
 	events   []string

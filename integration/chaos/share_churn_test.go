@@ -5,9 +5,9 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"os"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 	"time"
