@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,5 +208,40 @@ func TestShareResetOffsetNotAllowed(t *testing.T) {
 	}()
 	if got := take(t, e.ctx, s, 1); got[0].Value != "v0" {
 		t.Fatalf("got %v", got)
+	}
+}
+
+// TestShareConcurrentStopReleasesQueued: records handed to a concurrent
+// stream's lanes and not started when the stream stops are released, not
+// accepted; the record whose handler was running finishes and is accepted.
+func TestShareConcurrentStopReleasesQueued(t *testing.T) {
+	e := newEnv(t, 1, 10)
+	started := make(chan struct{})
+	unblock := make(chan struct{})
+	var once sync.Once
+	s := e.shareStream("g", kstream.Name("share"), kstream.PartitionConcurrency(2)).Handle(func(ctx context.Context, rec kstream.Record[string]) error {
+		once.Do(func() {
+			close(started)
+			<-unblock
+		})
+		return nil
+	})
+	eng := e.shareEngine(s)
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- eng.Stop(e.ctx) }()
+	eventually(t, 10*time.Second, "the stream stopping", func() bool {
+		h, _ := eng.StreamHealth("share")
+		return h.State != kstream.StreamRunning
+	})
+	close(unblock)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	e.produce(10, 11)
+	got := e.drainShare("g", "v10")
+	want := []delivery{{"v1", 2}, {"v2", 2}, {"v3", 2}, {"v4", 2}, {"v5", 2}, {"v6", 2}, {"v7", 2}, {"v8", 2}, {"v9", 2}, {"v10", 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("a new member got %v, want %v: v0 accepted, the queued records released", got, want)
 	}
 }
