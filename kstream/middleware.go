@@ -14,7 +14,8 @@ import (
 // calls in all, waiting backoff before the first retry and twice as long
 // before each next one (at most a minute). It gives up early when ctx is
 // done, and does not retry a record that failed to decode (a *DecodeError
-// will fail the same way again). The last error is returned.
+// will fail the same way again), nor a Release or Reject of a share group
+// record, which are decisions, not failures. The last error is returned.
 func Retry[T any](attempts int, backoff time.Duration) Middleware[T] {
 	if attempts < 1 {
 		attempts = 1
@@ -38,7 +39,7 @@ func Retry[T any](attempts int, backoff time.Duration) Middleware[T] {
 					return nil
 				}
 				var de *DecodeError
-				if errors.As(err, &de) {
+				if errors.As(err, &de) || isAckDecision(err) {
 					return err
 				}
 			}
@@ -84,13 +85,14 @@ const (
 // source topic, partition and offset and the error. If sending fails, the
 // original error and the send's are returned together, so the record is not
 // lost: the stream crashes instead. Put Retry after it to retry before
-// giving up on a record.
+// giving up on a record. A Release or Reject of a share group record passes
+// through: it is what the handler decided for the record, not a failure.
 func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 	return func(next Handler[T]) Handler[T] {
 		return func(ctx context.Context, rec Record[T]) error {
 			err := next(ctx, rec)
-			if err == nil {
-				return nil
+			if err == nil || isAckDecision(err) {
+				return err // Release and Reject are decisions, not failures
 			}
 			var value []byte
 			if rec.Raw != nil {

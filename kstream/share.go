@@ -380,3 +380,9 @@ func (s *Stream[T]) sharePauseIgnored(what string) bool {
 	s.logger().Warn(what+" ignored: a share group stream reads no partitions of its own; stop ranging (or Close) to stop taking records", "stream", s.name)
 	return true
 }
+
+// isAckDecision reports whether err is (or wraps) a Release or Reject.
+func isAckDecision(err error) bool {
+	var d *ackDecision
+	return errors.As(err, &d)
+}

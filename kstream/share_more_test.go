@@ -245,3 +245,46 @@ func TestShareConcurrentStopReleasesQueued(t *testing.T) {
 		t.Fatalf("a new member got %v, want %v: v0 accepted, the queued records released", got, want)
 	}
 }
+
+// TestShareMiddlewarePassesDecisions: Retry does not retry a Release or a
+// Reject, and DeadLetter does not dead-letter them: they are decisions.
+func TestShareMiddlewarePassesDecisions(t *testing.T) {
+	e := newEnv(t, 1, 2)
+	if err := e.c.CreateTopic(e.ctx, e.topic+"-dlq", 1); err != nil {
+		t.Fatal(err)
+	}
+	eng := e.engine()
+	var calls atomic.Int32
+	var seen deliveries
+	s := e.shareStream("g", kstream.Name("share")).Handle(func(ctx context.Context, rec kstream.Record[string]) error {
+		calls.Add(1)
+		seen.add(rec.Value, rec.DeliveryCount)
+		switch {
+		case rec.Value == "v0":
+			return kstream.Reject(errBoom)
+		case rec.DeliveryCount == 1:
+			return kstream.Release(errBoom)
+		}
+		return nil
+	}, kstream.DeadLetter[string](eng, e.topic+"-dlq"), kstream.Retry[string](3, time.Millisecond))
+	if err := eng.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "v1 delivered again", func() bool { return seen.has("v1", 2) })
+	if err := eng.Stop(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("handler called %d times (%v), want 3: v0 rejected once, v1 released once then accepted", n, seen.get())
+	}
+	ends, err := e.c.EndOffsets(e.ctx, e.topic+"-dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ends[0] != 0 {
+		t.Fatalf("the dead-letter topic holds %d records, want 0", ends[0])
+	}
+}
