@@ -671,3 +671,30 @@ func TestShareCallsThatFail(t *testing.T) {
 		t.Errorf("Ack on a consumer group stream: %v", err)
 	}
 }
+
+// TestShareCloseInBody: Close from the loop body releases the record in
+// hand (and the buffer), and the range ends.
+func TestShareCloseInBody(t *testing.T) {
+	e := newEnv(t, 1, 5)
+	s := e.shareStream("g")
+	var got []string
+	for rec, err := range s.Records(e.ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec.Value)
+		if rec.Value == "v2" {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !slices.Equal(got, []string{"v0", "v1", "v2"}) {
+		t.Fatalf("got %v, want v0 v1 v2 then the end", got)
+	}
+	e.produce(5, 6)
+	want := []delivery{{"v2", 2}, {"v3", 2}, {"v4", 2}, {"v5", 1}}
+	if got := e.drainShare("g", "v5"); !slices.Equal(got, want) {
+		t.Fatalf("a new member got %v, want %v: v2 in hand and the buffer released", got, want)
+	}
+}
