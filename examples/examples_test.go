@@ -37,6 +37,7 @@ var want = map[string]string{
 	"rebalance-listeners": "committed events/3: 110 (end 110)",
 	"remove-stream":       "committed: 5, end: 5, lag: 0",
 	"secure-cluster":      "handled all 3 records over the secured connection",
+	"share-group":         "rejected once and never delivered again",
 	"several-topics":      "consumed 3 events of local--hello-world",
 	"stream-instance":     "decoded 3 people, rejected 1 record(s)",
 	"topic-pattern":       "consumed from local--events-b: [b1]",

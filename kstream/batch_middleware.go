@@ -51,7 +51,7 @@ func batchChain[T any](h BatchHandler[T], mw []Middleware[T]) BatchHandler[T] {
 // middleware (and a process span, with Tracing), and a record that failed to
 // decode, which Batches yields as a batch of its own, through the
 // middleware with its *DecodeError in place of the handler, as Handle does.
-func (s *Stream[T]) runBatches(handlerCtx context.Context, fn *streamFunc[T]) error {
+func (s *Stream[T]) runBatches(handlerCtx context.Context, ss *session, fn *streamFunc[T]) error {
 	tr, group := s.tracingOf(), s.cfg.group
 	handle := tracedBatch(tr, group, batchChain(fn.batch, fn.middleware))
 	for batch, err := range s.batches(handlerCtx, fn.batchMax, fn.batchWait, false) {
@@ -61,6 +61,10 @@ func (s *Stream[T]) runBatches(handlerCtx context.Context, fn *streamFunc[T]) er
 			case errors.As(err, &de) && len(batch) > 0:
 				failed := func(context.Context, []Record[T]) error { return de }
 				if herr := tracedBatch(tr, group, batchChain(failed, fn.middleware))(handlerCtx, batch); herr != nil {
+					// A share stream acknowledges the batch (share.go).
+					if herr = s.shareOutcome(ss, herr, rawsOf(batch)...); herr == nil {
+						continue
+					}
 					return herr
 				}
 			case isNonFatalFetch(err):
@@ -70,6 +74,10 @@ func (s *Stream[T]) runBatches(handlerCtx context.Context, fn *streamFunc[T]) er
 			continue
 		}
 		if err := handle(handlerCtx, batch); err != nil {
+			// A share stream acknowledges the batch (share.go).
+			if err = s.shareOutcome(ss, err, rawsOf(batch)...); err == nil {
+				continue
+			}
 			return err
 		}
 	}

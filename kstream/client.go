@@ -24,6 +24,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		name:       name,
 		log:        logger.With("stream", name),
 		group:      cfg.group != "",
+		share:      cfg.shareGroup != "",
 		manual:     cfg.manual,
 		outOfOrder: cfg.concurrency.mode != concurrencySerial,
 		parts:      make(map[topicPartition]*partState),
@@ -38,6 +39,10 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	ss.abortCtx, ss.abort = context.WithCancel(context.Background())
 	if ss.group {
 		ss.log = ss.log.With("group", cfg.group)
+	}
+	if ss.share {
+		ss.log = ss.log.With("share_group", cfg.shareGroup)
+		ss.sh.acks, ss.sh.deliveries = ss.m.shareMetrics(name)
 	}
 	ss.handle = &streamHandle{name: name, ss: ss}
 	publish(ss) // before the client exists: its listeners may run before openSession returns
@@ -87,6 +92,11 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		// Before the user's options: their kgo.Balancers replaces these.
 		opts = append(opts, kgo.Balancers(defaultBalancers()...))
 	}
+	if ss.share {
+		// A share member acquires what it fetches: MaxPollRecords bounds
+		// that, so that the other members get the rest.
+		opts = append(opts, kgo.ShareMaxRecords(int32(min(cfg.maxPoll, 1<<30))))
+	}
 	// The user's options come first so that the stream's own subscription
 	// and group settings, which its guarantees rest on, win.
 	opts = append(opts, clientOpts...)
@@ -94,6 +104,12 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics(anchored(cfg.pattern)))
 	} else {
 		opts = append(opts, kgo.ConsumeTopics(cfg.topics...))
+	}
+	if ss.share {
+		// Before the member joins: the group starts reading a partition
+		// where share.auto.offset.reset says when it first reads it.
+		ss.setShareReset(ctx, cfg, append(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.WithLogger(newKgoLogger(ss.log))}, secure...), clientOpts...))
+		opts = append(opts, kgo.ShareGroup(cfg.shareGroup))
 	}
 	if ss.group {
 		opts = append(opts,
@@ -181,7 +197,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		ss.dropUnknownInitialPartitions(ctx)
 	}
 	ss.startTopicWatch()
-	if ss.m != nil {
+	if ss.m != nil && !ss.share { // a share stream has no positions or lag of its own
 		ss.m.partitions.add(ss, ss.group && in.engine != nil)
 	}
 	ss.log.Debug("stream opened", "brokers", brokers)
@@ -194,6 +210,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 func checkClientOptions(cl *kgo.Client, cfg *config) error {
 	if g, _ := cl.OptValue(kgo.ConsumerGroup).(string); g != "" && cfg.group == "" {
 		return fmt.Errorf("%w: ClientOptions: kgo.ConsumerGroup(%q) is not allowed; use the Group option", ErrInvalidOption, g)
+	}
+	if g, _ := cl.OptValue(kgo.ShareGroup).(string); g != "" && cfg.shareGroup == "" {
+		return fmt.Errorf("%w: ClientOptions: kgo.ShareGroup(%q) is not allowed; use the ShareGroup option", ErrInvalidOption, g)
 	}
 	if re, _ := cl.OptValue(kgo.ConsumeRegex).(bool); re && cfg.pattern == "" {
 		return fmt.Errorf("%w: ClientOptions: kgo.ConsumeRegex is not allowed; use the TopicPattern option", ErrInvalidOption)

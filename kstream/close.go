@@ -97,6 +97,9 @@ func (ss *session) doClose(parent context.Context) error {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
 	}
+	if ss.share {
+		ss.shareClose() // the leave releases what is held, at once (share.go)
+	}
 	// Whatever happens next, the session is gone for the metrics.
 	if ss.m != nil {
 		defer ss.m.partitions.remove(ss)

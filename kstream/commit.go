@@ -227,6 +227,9 @@ func addOffset(offs map[string]map[int32]kgo.EpochOffset, tp topicPartition, eo 
 // Commit returns ErrNoGroup for a stream without a group, ErrNotOpen before
 // Open and ErrClosed after Close. It is safe to call from any goroutine.
 func (s *Stream[T]) Commit(ctx context.Context) error {
+	if s.cfg.shareGroup != "" {
+		return s.errShareCommit("Commit")
+	}
 	ss, err := s.session()
 	if err != nil {
 		return err
@@ -245,6 +248,9 @@ func (s *Stream[T]) Commit(ctx context.Context) error {
 // (the caller's own record included) or failed. What it leaves out is
 // committed by a later commit once those records are handled.
 func (s *Stream[T]) CommitRecords(ctx context.Context, recs ...Record[T]) error {
+	if s.cfg.shareGroup != "" {
+		return s.errShareCommit("CommitRecords")
+	}
 	ss, err := s.session()
 	if err != nil {
 		return err

@@ -174,6 +174,11 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		case popEnd:
 			return nil
 		case popYield, popTimeout:
+			if ss.share {
+				// A share stream polls only once the lanes have
+				// finished the last poll's records (share.go).
+				d.waitIdle(handlerCtx)
+			}
 			continue // nextUnmarked gave way to the rebalance
 		}
 		if fe != nil {
@@ -276,6 +281,10 @@ func (d *dispatcher[T]) run(l *lane[T]) {
 		err := d.call(j)
 		<-d.sem
 		if err != nil {
+			// Share streams: Release and Reject are not failures.
+			err = d.s.shareOutcome(d.ss, err, j.raw)
+		}
+		if err != nil {
 			d.fail(err)
 		}
 		d.finish(j.raw, err == nil)
@@ -323,8 +332,11 @@ func (d *dispatcher[T]) callDecodeError(ctx context.Context, rec Record[T], derr
 func (d *dispatcher[T]) finish(r *kgo.Record, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	last := d.parts[topicPartition{r.Topic, r.Partition}].finish(r, ok)
-	if last != nil {
+	if d.ss.share {
+		// Each record is acknowledged on its own (share.go): accepted
+		// if handled; a failed one was released by shareOutcome.
+		d.ss.shareFinish(r, ok)
+	} else if last := d.parts[topicPartition{r.Topic, r.Partition}].finish(r, ok); last != nil {
 		d.ss.markDone(last)
 	}
 	d.inFlight.Add(-1)

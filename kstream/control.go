@@ -64,6 +64,9 @@ type control struct {
 // paused. Pause does nothing before Open. It is safe to call from any
 // goroutine, including the loop body, a handler and a rebalance listener.
 func (s *Stream[T]) Pause(partitions map[string][]int32) {
+	if s.sharePauseIgnored("Pause") {
+		return
+	}
 	if ss := s.controlSession("Pause"); ss != nil {
 		ss.pause(partitions)
 	}
@@ -75,6 +78,9 @@ func (s *Stream[T]) Pause(partitions map[string][]int32) {
 // to call from any goroutine, including the loop body, a handler and a
 // rebalance listener.
 func (s *Stream[T]) Resume(partitions map[string][]int32) {
+	if s.sharePauseIgnored("Resume") {
+		return
+	}
 	if ss := s.controlSession("Resume"); ss != nil {
 		ss.resume(partitions)
 	}
@@ -305,6 +311,9 @@ func partitionsOf(tps func(func(topicPartition) bool)) map[string][]int32 {
 // Close, and ctx's error if ctx is done. It is safe to call from any
 // goroutine, including the loop body, a handler and a rebalance listener.
 func (s *Stream[T]) Seek(ctx context.Context, offsets ...TopicPartitionOffset) error {
+	if s.cfg.shareGroup != "" {
+		return s.errShareSeek("Seek")
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -327,6 +336,9 @@ func (s *Stream[T]) Seek(ctx context.Context, offsets ...TopicPartitionOffset) e
 // ListOffsets by time finds them. It looks the offsets up within ctx, then
 // behaves as Seek.
 func (s *Stream[T]) SeekToTime(ctx context.Context, t time.Time) error {
+	if s.cfg.shareGroup != "" {
+		return s.errShareSeek("SeekToTime")
+	}
 	ss, err := s.openControlSession()
 	if err != nil {
 		return err

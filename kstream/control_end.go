@@ -123,6 +123,9 @@ func (ss *session) dropEndLocked(ps *partState) {
 // only to see its position pass them) and records at or past the end,
 // noting how far they go. ss.mu is held.
 func (ss *session) bufferLocked(ps *partState, recs []*kgo.Record) {
+	if ss.share {
+		ss.shareTrackLocked(recs) // held until acknowledged (share.go)
+	}
 	if !ss.ctl.b.bounded {
 		ss.buf = append(ss.buf, recs...)
 		return

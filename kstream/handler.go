@@ -12,7 +12,10 @@ import (
 
 // Handler handles one record of a stream run by an engine (Handle). Returning
 // nil marks the record processed; returning an error leaves it unprocessed
-// and is a crash of the stream, handled by its ErrorPolicy.
+// and is a crash of the stream, handled by its ErrorPolicy. On a share group
+// stream (ShareGroup), nil accepts the record, Release(err) and Reject(err)
+// release or reject it and the stream goes on, and any other error releases
+// it, then is a crash.
 //
 // ctx is canceled when the deadline of a graceful stop (Stop, Remove or
 // Run's) has passed; until then it stays live, so that the record in hand
@@ -314,7 +317,7 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 		defer context.AfterFunc(loopCtx, func() { s.cancelAfterRange(cancel) })()
 		return fn.whole(fctx, s)
 	case fn.batch != nil:
-		return s.runBatches(withSource(handlerCtx, ss), fn) // Emit ties to the batch in hand
+		return s.runBatches(withSource(handlerCtx, ss), ss, fn) // Emit ties to the batch in hand
 	default:
 		handle := fn.handler
 		if m := s.metricsSet(); m != nil {
@@ -342,6 +345,9 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 					// would be; an *EmitError's partition was rewound.
 					failed := func(context.Context, Record[T]) error { return err }
 					if herr := traced(tr, s.cfg.group, chain(failed, fn.middleware))(hctx, rec); herr != nil {
+						if herr = s.shareOutcome(ss, herr, rec.Raw); herr == nil {
+							continue
+						}
 						return herr
 					}
 				case isNonFatalFetch(err):
@@ -351,6 +357,11 @@ func (s *Stream[T]) run(loopCtx, handlerCtx context.Context) (err error) {
 				continue
 			}
 			if err := handle(hctx, rec); err != nil {
+				// A share stream acknowledges rec: Release and Reject go
+				// on, any other error releases it first (share.go).
+				if err = s.shareOutcome(ss, err, rec.Raw); err == nil {
+					continue
+				}
 				return err
 			}
 		}

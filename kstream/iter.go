@@ -57,6 +57,11 @@ import (
 //
 // With Tracing, each record yielded has a process span, in rec.Raw.Context
 // (derived from ctx), that ends when the body asks for the next record.
+//
+// On a share group stream (ShareGroup) acknowledgements follow loop control
+// the same way: a record the body finished with is accepted, and the record
+// in hand at a break, return or panic is yielded again first by the next
+// range; see ShareGroup and Stream.Ack.
 func (s *Stream[T]) Records(ctx context.Context) iter.Seq2[Record[T], error] {
 	return s.records(ctx, true)
 }

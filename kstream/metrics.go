@@ -65,6 +65,8 @@ type metricsSet struct {
 	emitSeconds    *prometheus.HistogramVec
 	txnCommitted   *prometheus.CounterVec // stream
 	txnAborted     *prometheus.CounterVec // stream
+	shareAcks      *prometheus.CounterVec // stream, status (share_open.go)
+	deliveryCount  *prometheus.HistogramVec
 
 	partitions *partitionCollector
 }
@@ -112,9 +114,10 @@ func metricsFor(reg prometheus.Registerer) (*metricsSet, error) {
 		partitions:   newPartitionCollector(),
 	}
 	m.partitions.m = m
+	m.shareAcks, m.deliveryCount = newShareMetrics()
 	for _, c := range []prometheus.Collector{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances,
 		m.crashes, m.restarts, m.handlerSeconds, m.sent, m.sendErrors, m.emitted, m.emitErrors, m.emitSeconds,
-		m.txnCommitted, m.txnAborted, m.partitions} {
+		m.txnCommitted, m.txnAborted, m.partitions, m.shareAcks, m.deliveryCount} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register SDK metrics: %w", err)
 		}
@@ -148,11 +151,12 @@ func (m *metricsSet) forgetStream(name string) {
 	}
 	l := prometheus.Labels{"stream": name}
 	for _, v := range []*prometheus.CounterVec{m.processed, m.decodeErrors, m.commits, m.commitFailures, m.rebalances, m.crashes, m.restarts,
-		m.emitted, m.emitErrors, m.txnCommitted, m.txnAborted} {
+		m.emitted, m.emitErrors, m.txnCommitted, m.txnAborted, m.shareAcks} {
 		v.DeletePartialMatch(l)
 	}
 	m.handlerSeconds.DeletePartialMatch(l)
 	m.emitSeconds.DeletePartialMatch(l)
+	m.deliveryCount.DeletePartialMatch(l)
 }
 
 func (m *metricsSet) forgetEngine(name string) {

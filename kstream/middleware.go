@@ -17,7 +17,8 @@ import (
 // calls in all, waiting backoff before the first retry and twice as long
 // before each next one (at most a minute). It gives up early when ctx is
 // done, and does not retry a record that failed to decode (a *DecodeError
-// will fail the same way again). The last error is returned. In
+// will fail the same way again), nor a Release or Reject of a share group
+// record, which are decisions, not failures. The last error is returned. In
 // HandleBatches it calls the batch handler again with the same batch.
 func Retry[T any](attempts int, backoff time.Duration) Middleware[T] {
 	if attempts < 1 {
@@ -41,7 +42,7 @@ func Retry[T any](attempts int, backoff time.Duration) Middleware[T] {
 				if err = next(ctx, rec); err == nil {
 					return nil
 				}
-				if notRetried(err) {
+				if notRetried(err) || isAckDecision(err) {
 					return err
 				}
 			}
@@ -101,7 +102,8 @@ const (
 // source topic, partition and offset and the error. If sending fails, the
 // original error and the send's are returned together, so the record is not
 // lost: the stream crashes instead. Put Retry after it to retry before
-// giving up on a record.
+// giving up on a record. A Release or Reject of a share group record passes
+// through: it is what the handler decided for the record, not a failure.
 //
 // In HandleBatches, a batch the handlers after it failed is dead-lettered
 // whole: each of its records, in order, with the batch's error (a batch
@@ -112,8 +114,8 @@ func DeadLetter[T any](eng *Engine, topic string) Middleware[T] {
 	return func(next Handler[T]) Handler[T] {
 		return func(ctx context.Context, rec Record[T]) error {
 			err := next(ctx, rec)
-			if err == nil {
-				return nil
+			if err == nil || isAckDecision(err) {
+				return err // Release and Reject are decisions, not failures
 			}
 			var ee *EmitError
 			if errors.As(err, &ee) {

@@ -165,6 +165,7 @@ type config struct {
 	pattern     string
 	patternRe   *regexp.Regexp
 	group       string
+	shareGroup  string // ShareGroup (share.go)
 	name        string
 	initial     []TopicPartitionOffset
 	manual      bool
@@ -504,6 +505,9 @@ func resolveBrokers(own, inherited []string) []string {
 
 // validate checks the combinations that single options cannot.
 func (c *config) validate() error {
+	if err := c.validateShare(); err != nil {
+		return err
+	}
 	switch {
 	case len(c.topics) == 0 && c.pattern == "":
 		return fmt.Errorf("%w: no Topics or TopicPattern given", ErrInvalidOption)

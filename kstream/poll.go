@@ -144,6 +144,12 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return nil, nil, popTimeout
 		}
+		if ss.share && !allow {
+			// franz-go accepts, at the next poll, every record of the
+			// last poll not acknowledged: a share stream polls only when
+			// the caller holds no record (share.go).
+			return nil, nil, popTimeout
+		}
 		pollDeadline, pollAllow := deadline, allow
 		if ss.txn != nil && ss.dirty {
 			// The open transaction holds records: rebalances wait for its
@@ -179,6 +185,12 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 // poll fetches the next records into the buffer. ss.mu is not held.
 func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) popStatus {
 	ss.pushMarks(ss.client())
+	if ss.share {
+		// Nothing held unacknowledged must be accepted by the poll.
+		ss.mu.Lock()
+		ss.shareReleaseOrphansLocked()
+		ss.mu.Unlock()
+	}
 	if ss.group && allow {
 		ss.mu.Lock()
 		ss.ctl.blocked = false

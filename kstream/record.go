@@ -26,6 +26,11 @@ type Record[T any] struct {
 	// range over Records or Batches, Raw.Context carries the record's
 	// process span.
 	Raw *kgo.Record
+	// DeliveryCount is the broker's count of this record's deliveries to
+	// the members of a share group (ShareGroup): 1 on its first delivery,
+	// higher after a release or an expired acquisition. It is 0 outside
+	// share groups.
+	DeliveryCount int32
 
 	batch *[]Record[T] // the batch a HandleBatches middleware is called for (Batch)
 }

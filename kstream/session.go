@@ -29,6 +29,9 @@ type session struct {
 	clp    atomic.Pointer[kgo.Client] // set once the client exists; see client()
 	group  bool
 	manual bool
+	// share: the stream reads a share group (share.go); group is false.
+	share bool
+	sh    shareState // under mu
 	// outOfOrder: records finish out of offset order (PartitionConcurrency,
 	// KeyConcurrency), so commits stop at the lowest unfinished record.
 	outOfOrder bool
@@ -82,7 +85,7 @@ type session struct {
 	// txnGap: a drop of lane work left a record finished above one not
 	// handled; the open transaction holds its output and cannot commit.
 	txnGap bool
-	ctl          control // pauses, seeks and bounds (control.go)
+	ctl    control // pauses, seeks and bounds (control.go)
 
 	// Emit (emit.go): records emitted and not yet acknowledged, whether
 	// one failed and waits for recoverEmits, the generation of emit
@@ -138,11 +141,20 @@ func (ss *session) beginRange() {
 func (ss *session) endRange() {
 	ss.mu.Lock()
 	ss.ranging = false
+	if ss.share {
+		// A record acknowledged by Ack is not given back (share.go).
+		ss.inflight = ss.shareUndecidedLocked(ss.inflight)
+	}
 	early := len(ss.inflight) > 0 // break, return or panic with a record in hand
 	if !ss.closing.Load() && early {
 		ss.giveBackLocked(ss.inflight)
 	}
 	ss.inflight = ss.inflight[:0]
+	if ss.share && !ss.closing.Load() {
+		// What will not be yielded again (a concurrent stream's lane
+		// queues) goes back to the broker now.
+		ss.shareReleaseOrphansLocked()
+	}
 	empty := ss.pos >= len(ss.buf)
 	ss.mu.Unlock()
 	if ss.closing.Load() {

@@ -155,6 +155,10 @@ func (s *Stream[T]) Open(ctx context.Context) error {
 // are not committed: the next owner gets them again. A range in progress ends
 // quietly at its next record boundary.
 //
+// A share group stream (ShareGroup) commits nothing: Close releases every
+// record it holds and has not acknowledged, the record in hand included, at
+// once, so that other members get them while a loop body may still run.
+//
 // Close is idempotent and safe from any goroutine, including the loop body.
 // It returns the error of the final commit, if any. The final commit and
 // the leave are bounded by DefaultCloseTimeout.
@@ -458,6 +462,9 @@ func (s *Stream[T]) decode(r *kgo.Record) (Record[T], error) {
 func (s *Stream[T]) decodeInto(rec *Record[T], r *kgo.Record) error {
 	rec.Topic, rec.Partition, rec.Offset = r.Topic, r.Partition, r.Offset
 	rec.Key, rec.Headers, rec.Timestamp, rec.Raw = r.Key, r.Headers, r.Timestamp, r
+	if s.cfg.shareGroup != "" {
+		rec.DeliveryCount = r.DeliveryCount()
+	}
 	var err error
 	if r.Value == nil {
 		var zero T

@@ -123,7 +123,11 @@ func Start(opts ...Option) (*Cluster, error) {
 			// KIP-848 members learn of a new assignment at their next
 			// heartbeat, whose interval the broker sets (5 s by default):
 			// short, as the classic group's timings are in tests.
-			kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "250"}),
+			// Share group members (KIP-932) likewise.
+			kfake.BrokerConfigs(map[string]string{
+				"group.consumer.heartbeat.interval.ms": "250",
+				"group.share.heartbeat.interval.ms":    "250",
+			}),
 		}
 		fo = append(fo, o.fakeOpts...)
 		fake, err := kfake.NewCluster(fo...)

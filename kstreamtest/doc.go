@@ -51,6 +51,8 @@
 // AddMember adds a plain at-least-once member to any group, to take
 // partitions from the streams under test; Member.Leave and Member.Crash
 // remove it. WaitGroupStable waits for the rebalance to settle.
+// AddShareMember adds a plain member to a share group (KIP-932), which
+// accepts each record it processes, to take work from share streams.
 //
 // Faults (in-process cluster only; on a real cluster they fail the test):
 // FailFetch, FailProduce, FailCommit, FailHeartbeat and FailRequests answer

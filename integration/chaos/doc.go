@@ -25,7 +25,8 @@
 //	CHAOS_ROUNDS=n        engines stopped mid-rebalance in scenario 5 (default 30, 4 with -short)
 //	CHAOS_REPORT=file     write the results table (Markdown) to file
 //	CHAOS_MODES=a,b       member modes of the process churn scenarios, overriding theirs
-//	                      (records, manual, engine; franz: franz-go alone, the control)
+//	                      (records, manual, engine; franz: franz-go alone, the control;
+//	                      scenario 8: share, or share-franz for franz-go alone)
 //	CHAOS_VERBOSE=1       members log at debug level, franz-go included
 //	CHAOS_KILL_ANYTIME=1  kill members at any moment, not only in a stable group (shows a
 //	                      kfake bug: see docs/reliability-churn.md)

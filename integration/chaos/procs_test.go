@@ -83,15 +83,18 @@ func externalCluster(t *testing.T, brokerBin, topic string, partitions int32) (*
 
 // memberProc is one member process (cmd/member).
 type memberProc struct {
-	id      int
-	mode    string
-	out     string // processed records, "partition offset" per line
-	logPath string
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	logFile *os.File
-	started time.Time
-	done    chan struct{} // closed once the process has exited and its output is read
+	id   int
+	mode string
+	out  string // processed records, "partition offset" per line
+	// rejected: share mode, the records rejected, "partition offset" per
+	// line
+	rejected string
+	logPath  string
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	logFile  *os.File
+	started  time.Time
+	done     chan struct{} // closed once the process has exited and its output is read
 
 	mu       sync.Mutex
 	events   []string
@@ -119,6 +122,10 @@ func startMember(t testing.TB, bin, dir string, id int, f memberFlags) *memberPr
 	}
 	args := []string{"-brokers", f.brokers, "-topic", f.topic, "-group", f.group, "-mode", f.mode,
 		"-out", m.out, "-delay", f.delay.String(), "-client-id", m.clientID()}
+	if f.mode == "share" || f.mode == "share-franz" {
+		m.rejected = filepath.Join(dir, fmt.Sprintf("member-%02d.rejected", id))
+		args = append(args, "-rejected", m.rejected)
+	}
 	if os.Getenv("CHAOS_VERBOSE") == "1" {
 		args = append(args, "-v")
 	}

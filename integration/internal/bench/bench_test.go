@@ -29,14 +29,15 @@ func TestEveryClientGetsEveryRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Config{
-		Records:     records,
-		SyncRecords: syncRecords,
-		Sizes:       []int{64},
-		Partitions:  3,
-		Rounds:      1,
-		Batch:       100,
-		Timeout:     time.Minute,
-		Log:         &log,
+		Records:      records,
+		SyncRecords:  syncRecords,
+		ScaleRecords: records,
+		Sizes:        []int{64},
+		Partitions:   3,
+		Rounds:       1,
+		Batch:        100,
+		Timeout:      time.Minute,
+		Log:          &log,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, log.String())

@@ -147,15 +147,26 @@ func runClient(sp spec) Result {
 	var res Result
 	var err error
 	switch sp.Scenario {
-	case scenarioConsume:
-		c, ok := consumers[sp.Client]
+	case scenarioConsume, scenarioShare, scenarioShareScale:
+		cs := consumers
+		switch sp.Scenario {
+		case scenarioShare:
+			cs = shareConsumers
+		case scenarioShareScale:
+			cs = shareScaleConsumers
+		}
+		c, ok := cs[sp.Client]
 		if !ok {
 			return Result{Err: fmt.Sprintf("unknown consumer %q", sp.Client)}
 		}
 		t := newTally(sp.Partitions, int64(sp.Records), m)
 		err = c.run(ctx, sp, m, t)
 		res.Records = t.total.Load()
-		if err == nil {
+		switch {
+		case err != nil:
+		case sp.Scenario == scenarioShare || sp.Scenario == scenarioShareScale:
+			err = t.checkShare(sp)
+		default:
 			err = t.check(sp)
 		}
 		for i := range t.parts {

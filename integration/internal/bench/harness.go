@@ -29,17 +29,18 @@ import (
 
 // Config says what to measure.
 type Config struct {
-	Records     int   // records per consume and batched/async produce run
-	SyncRecords int   // records per produce-sync run
-	Sizes       []int // value sizes in bytes; each is a pass of its own
-	Partitions  int
-	Rounds      int
-	Batch       int      // records per batch call (produce-batch, produce-async)
-	Only        []string // scenarios, clients or scenario/client; empty: all
-	Brokers     []string // an existing cluster; empty: start a broker child
-	NumBrokers  int      // brokers of the broker child
-	Timeout     time.Duration
-	Warmup      bool // one unmeasured baseline run before each scenario
+	Records      int   // records per consume and batched/async produce run
+	SyncRecords  int   // records per produce-sync run
+	ScaleRecords int   // records per share-scale run (one partition, 1 ms per record); 0: 2000
+	Sizes        []int // value sizes in bytes; each is a pass of its own
+	Partitions   int
+	Rounds       int
+	Batch        int      // records per batch call (produce-batch, produce-async)
+	Only         []string // scenarios, clients or scenario/client; empty: all
+	Brokers      []string // an existing cluster; empty: start a broker child
+	NumBrokers   int      // brokers of the broker child
+	Timeout      time.Duration
+	Warmup       bool // one unmeasured baseline run before each scenario
 	// NotIdempotent makes franz-go and kstream producers write without
 	// idempotence, as kafka-go and sarama (by default) do.
 	NotIdempotent bool
@@ -93,13 +94,19 @@ func uniqueName(kind string) string {
 }
 
 // Scenarios is every scenario, in the order they run.
-var Scenarios = []string{scenarioConsume, scenarioProduceSync, scenarioProduceBatch, scenarioProduceAsync}
+var Scenarios = []string{scenarioConsume, scenarioShare, scenarioShareScale, scenarioProduceSync, scenarioProduceBatch, scenarioProduceAsync}
 
 // clientIDs returns the clients of a scenario, in a fixed order, baseline
 // first.
 func clientIDs(scenario string) []string {
 	if scenario == scenarioConsume {
 		return consumerOrder
+	}
+	if scenario == scenarioShare {
+		return shareOrder
+	}
+	if scenario == scenarioShareScale {
+		return shareScaleOrder
 	}
 	var ids []string
 	for _, id := range producerOrder {
@@ -113,6 +120,14 @@ func clientIDs(scenario string) []string {
 func clientInfo(scenario, id string) (name, how string) {
 	if scenario == scenarioConsume {
 		c := consumers[id]
+		return c.name, c.how
+	}
+	if scenario == scenarioShare {
+		c := shareConsumers[id]
+		return c.name, c.how
+	}
+	if scenario == scenarioShareScale {
+		c := shareScaleConsumers[id]
 		return c.name, c.how
 	}
 	p := producers[scenario][id]
@@ -363,36 +378,43 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 	if scenario == scenarioProduceSync {
 		n = cfg.SyncRecords
 	}
-	t := &Table{Scenario: scenario, Size: size, Records: n, Partitions: cfg.Partitions, Batch: cfg.Batch, Rounds: cfg.Rounds, Baseline: baselineID}
+	partitions := cfg.Partitions
+	if scenario == scenarioShareScale {
+		n, partitions = cfg.ScaleRecords, 1
+		if n <= 0 {
+			n = defaultScaleRecords
+		}
+	}
+	t := &Table{Scenario: scenario, Size: size, Records: n, Partitions: partitions, Batch: cfg.Batch, Rounds: cfg.Rounds, Baseline: baselineID}
 	base := spec{
 		Scenario:   scenario,
 		Brokers:    brokers,
 		Records:    n,
 		Size:       size,
-		Partitions: cfg.Partitions,
+		Partitions: partitions,
 		Batch:      cfg.Batch,
 		Timeout:    int64(cfg.Timeout),
 
 		NotIdempotent: cfg.NotIdempotent,
 	}
-	if scenario == scenarioConsume {
+	if isConsume(scenario) {
 		base.Topic = uniqueName(fmt.Sprintf("consume-%d", size))
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		start := time.Now()
-		ends, err := adm.prepareConsume(pctx, base.Topic, n, size, cfg.Partitions)
+		ends, err := adm.prepareConsume(pctx, base.Topic, n, size, partitions)
 		cancel()
 		if err != nil {
 			return nil, err
 		}
 		base.EndOffsets = ends
-		cfg.logf("[%s %dB] pre-produced %d records on %d partitions in %v", scenario, size, n, cfg.Partitions, time.Since(start).Round(time.Millisecond))
+		cfg.logf("[%s %dB] pre-produced %d records on %d partitions in %v", scenario, size, n, partitions, time.Since(start).Round(time.Millisecond))
 		defer adm.deleteTopic(context.Background(), base.Topic)
 	}
 
 	one := func(id string) (Result, error) {
 		sp := base
 		sp.Client = id
-		if scenario == scenarioConsume {
+		if isConsume(scenario) {
 			sp.Group = uniqueName("group-" + id)
 		} else {
 			sp.Topic = uniqueName(scenario + "-" + id)
@@ -404,7 +426,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		began := time.Now()
 		res := runChild(ctx, exe, sp, brokerPID)
 		res.ChildNS = time.Since(began).Nanoseconds()
-		if scenario != scenarioConsume && res.Err == "" {
+		if !isConsume(scenario) && res.Err == "" {
 			ends, err := adm.endOffsets(ctx, sp.Topic, cfg.Partitions)
 			var sum int64
 			for _, e := range ends {

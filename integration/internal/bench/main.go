@@ -22,6 +22,7 @@ func Main() {
 	fs := flag.NewFlagSet("benchcompare", flag.ExitOnError)
 	records := fs.Int("records", 500_000, "records per consume, produce-batch and produce-async run")
 	syncRecords := fs.Int("sync-records", 20_000, "records per produce-sync run (one round trip each, so fewer)")
+	scaleRecords := fs.Int("scale-records", defaultScaleRecords, "records per share-scale run (one partition, 1 ms of work per record)")
 	sizes := fs.String("size", "100", "value size in bytes; a comma-separated list runs each size in turn")
 	partitions := fs.Int("partitions", 6, "partitions of every topic")
 	rounds := fs.Int("rounds", 5, "measured rounds; each round runs every client once, in rotated order")
@@ -44,19 +45,23 @@ func Main() {
 		if !set["sync-records"] {
 			*syncRecords = 2_000
 		}
+		if !set["scale-records"] {
+			*scaleRecords = 500
+		}
 		if !set["rounds"] {
 			*rounds = 3
 		}
 	}
 	cfg := Config{
-		Records:     *records,
-		SyncRecords: *syncRecords,
-		Partitions:  *partitions,
-		Rounds:      *rounds,
-		Batch:       *batch,
-		NumBrokers:  *numBrokers,
-		Timeout:     *timeout,
-		Warmup:      *warmup,
+		Records:      *records,
+		SyncRecords:  *syncRecords,
+		ScaleRecords: *scaleRecords,
+		Partitions:   *partitions,
+		Rounds:       *rounds,
+		Batch:        *batch,
+		NumBrokers:   *numBrokers,
+		Timeout:      *timeout,
+		Warmup:       *warmup,
 
 		NotIdempotent: !*idempotent,
 		Log:           os.Stderr,

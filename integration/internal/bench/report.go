@@ -70,6 +70,8 @@ func Versions() string {
 
 var scenarioTitle = map[string]string{
 	scenarioConsume:      "Consume",
+	scenarioShare:        "Consume as one member of a share group (KIP-932), accepting each record",
+	scenarioShareScale:   "Share group on one partition, 1 ms of work per record: one member against four",
 	scenarioProduceSync:  "Produce, one record per call, waiting for its ack",
 	scenarioProduceBatch: "Produce in batches, waiting for each batch's acks",
 	scenarioProduceAsync: "Produce pipelined, waiting once at the end",
@@ -107,7 +109,7 @@ func (t Table) writeMarkdown(w io.Writer, legend bool) {
 		fmt.Fprintf(w, ", batches of %d", t.Batch)
 	}
 	fmt.Fprintf(w, ", median of %d rounds\n\n", t.Rounds)
-	consume := t.Scenario == scenarioConsume
+	consume := isConsume(t.Scenario)
 	fmt.Fprintf(w, "| client | records/s | MB/s | × franz-go (min–max) |")
 	if consume {
 		fmt.Fprintf(w, " steady records/s | steady × franz-go |")
@@ -177,7 +179,7 @@ func (r *Report) Verdicts() []string {
 			}
 		}
 		at := fmt.Sprintf("%s, %d B", t.Scenario, t.Size)
-		if b, ok := rows[t.Baseline]; ok && t.Scenario == scenarioConsume {
+		if b, ok := rows[t.Baseline]; ok && isConsume(t.Scenario) {
 			var walls []float64
 			for _, w := range b.WallNS {
 				if w > 0 {
@@ -187,6 +189,27 @@ func (r *Report) Verdicts() []string {
 			if m := median(walls); m < float64(100*time.Millisecond) {
 				out = append(out, fmt.Sprintf("%s: a consume run took %.0f ms, mostly connecting and joining the group: too short to judge the targets; use more -records",
 					at, m/float64(time.Millisecond)))
+			}
+		}
+		if t.Scenario == scenarioShareScale {
+			one, ok1 := rows["kstream-share-1"]
+			four, ok4 := rows["kstream-share-4"]
+			if ok1 && ok4 && one.RecPerSec > 0 {
+				r := four.RecPerSec / one.RecPerSec
+				verdict := "MET"
+				if r < 3 {
+					verdict = "NOT MET"
+				}
+				out = append(out, fmt.Sprintf("%s: kstream share, 4 members / 1 member on one partition = %.2f, target ≥ 3: %s", at, r, verdict))
+			}
+		}
+		if t.Scenario == scenarioShare {
+			if k, ok := rows["kstream-share-records"]; ok {
+				verdict := "MET"
+				if k.Ratio < 0.9 {
+					verdict = "NOT MET"
+				}
+				out = append(out, fmt.Sprintf("%s: kstream share Records / franz-go share consumer = %.2f (steady %.2f), target ≥ 0.90: %s", at, k.Ratio, k.SteadyRatio, verdict))
 			}
 		}
 		if t.Scenario == scenarioConsume {

@@ -28,6 +28,13 @@
 //	engine   an Engine running a Handle stream (default commits), stopped
 //	         by Run when the signal cancels its context
 //	franz    no SDK: the same member on franz-go alone, as a control
+//	share    a Records loop of a share group stream (ShareGroup, -group
+//	         naming the share group): each record the body finishes is
+//	         accepted; a poison record (offset % -poison-every == 7) is
+//	         written to the -rejected file and rejected with Ack(AckReject)
+//	         instead
+//	share-franz  the share mode on franz-go alone, as a control: PollRecords,
+//	         Record.Ack per record, Close on the signal
 package main
 
 import (
@@ -69,6 +76,8 @@ func main() {
 		stopTimeout = flag.Duration("stop-timeout", 20*time.Second, "engine mode: graceful stop deadline")
 		clientID    = flag.String("client-id", "member", "Kafka client ID, shown by the group coordinator")
 		verbose     = flag.Bool("v", false, "log at debug level (franz-go's logs included)")
+		rejected    = flag.String("rejected", "", "share mode: file to append rejected (poison) records to")
+		poisonEvery = flag.Int64("poison-every", 50, "share mode: a record whose offset % this is 7 is poison")
 	)
 	flag.Parse()
 	if *out == "" || *brokers == "" {
@@ -131,6 +140,18 @@ func main() {
 			kgo.FetchMaxWait(250 * time.Millisecond),
 			kgo.MetadataMinAge(100 * time.Millisecond),
 		})
+	case "share", "share-franz":
+		rf, err := os.OpenFile(*rejected, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			log.Error("open rejected file", "err", err)
+			os.Exit(2)
+		}
+		defer rf.Close()
+		if *mode == "share-franz" {
+			runErr = m.runShareFranz(ctx, strings.Split(*brokers, ","), *topic, *group, rf, *poisonEvery, *clientID)
+			break
+		}
+		runErr = m.runShare(ctx, append(opts, kstream.Topics(*topic), kstream.ShareGroup(*group), kstream.MaxPollRecords(20)), rf, *poisonEvery)
 	default:
 		log.Error("unknown mode", "mode", *mode)
 		os.Exit(2)
@@ -422,4 +443,81 @@ func signalContext() (context.Context, func() time.Time) {
 		defer mu.Unlock()
 		return at
 	}
+}
+
+// runShare is the share mode: a Records loop of a share group stream. A
+// poison record is written to rejected (before it is rejected, so that a
+// rejection is always in the file) and rejected ahead of loop control;
+// every other record is written to out and accepted as the body finishes.
+func (m *member) runShare(ctx context.Context, opts []kstream.Option, rejected *os.File, poisonEvery int64) error {
+	s, err := kstream.NewStream(codec.Bytes(), opts...)
+	if err != nil {
+		return err
+	}
+	return s.Use(ctx, func(records iter.Seq2[kstream.Record[[]byte], error]) error {
+		for rec, err := range records {
+			if err != nil {
+				var fe *kstream.FetchError
+				if errors.As(err, &fe) && !fe.Fatal {
+					continue
+				}
+				return err
+			}
+			if rec.Offset%poisonEvery == 7 {
+				line := fmt.Sprintf("%d %d\n", rec.Partition, rec.Offset)
+				if _, err := rejected.WriteString(line); err != nil {
+					return err
+				}
+				if err := s.Ack(rec, kstream.AckReject); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := m.process(rec.Partition, rec.Offset); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// runShareFranz is the control of the share mode: the same member on
+// franz-go alone. The group's share.auto.offset.reset is left to the
+// kstream members (the scenario starts one first).
+func (m *member) runShareFranz(ctx context.Context, brokers []string, topic, group string, rejected *os.File, poisonEvery int64, clientID string) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ClientID(clientID),
+		kgo.ShareGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.ShareMaxRecords(20),
+		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.MetadataMinAge(100*time.Millisecond),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close() // releases what was not acknowledged, and leaves
+	for ctx.Err() == nil {
+		fs := cl.PollRecords(ctx, 20)
+		var perr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if perr != nil || ctx.Err() != nil {
+				return
+			}
+			if r.Offset%poisonEvery == 7 {
+				if _, perr = fmt.Fprintf(rejected, "%d %d\n", r.Partition, r.Offset); perr == nil {
+					r.Ack(kgo.AckReject)
+				}
+				return
+			}
+			if perr = m.process(r.Partition, r.Offset); perr == nil {
+				r.Ack(kgo.AckAccept)
+			}
+		})
+		if perr != nil {
+			return perr
+		}
+	}
+	return nil
 }
