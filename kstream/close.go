@@ -83,6 +83,13 @@ func (ss *session) doClose(parent context.Context) error {
 	ctx, stop := ss.closeDeadline(parent)
 	defer stop()
 	var err error
+	if ss.txn == nil {
+		// What was emitted is written before the final commit (which
+		// covers it) or, on a share stream, the Accepts that wait for it.
+		if ferr := ss.awaitEmits(ctx); ferr != nil {
+			ss.log.Warn("closing before every emitted record was acknowledged; their source records will be delivered again", "err", ferr)
+		}
+	}
 	switch {
 	case ss.txn != nil:
 		ss.txn.timer.Stop()
@@ -90,9 +97,6 @@ func (ss *session) doClose(parent context.Context) error {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
 	case ss.group && !ss.manual:
-		if ferr := ss.awaitEmits(ctx); ferr != nil {
-			ss.log.Warn("closing before every emitted record was acknowledged; their source records will be delivered again", "err", ferr)
-		}
 		if cerr := ss.commitMarked(ctx, ss.client()); cerr != nil {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}

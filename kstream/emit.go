@@ -166,7 +166,8 @@ type emitOp struct {
 	ties   []emitTie
 	one    [1]emitTie
 	start  time.Time
-	txnGen uint64 // under ExactlyOnce, the transaction it was emitted in
+	txnGen uint64        // under ExactlyOnce, the transaction it was emitted in
+	srcs   []*kgo.Record // on a share stream, the records it was emitted for
 }
 
 // emitTie names a source partition and record an emit holds back: the
@@ -202,10 +203,15 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	for _, r := range recs {
 		op.ties = addTie(op.ties, r)
 	}
-	if ss.txn != nil {
+	switch {
+	case ss.share:
+		// The source's Accept waits for the acknowledgement.
+		op.srcs = append(op.srcs, recs...)
+		ss.shareEmittedLocked(op.srcs)
+	case ss.txn != nil:
 		ss.dirty = true // the transaction holds output
 		op.txnGen = ss.txn.gen
-	} else {
+	default:
 		// The default mode: each source partition's commit waits for it.
 		for i := range op.ties {
 			t := &op.ties[i]
@@ -247,7 +253,19 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 	if err != nil {
 		ss.log.Warn("emitted record failed; its source record will be delivered again", "to", r.Topic, "source_topic", op.ties[0].tp.topic, "source_partition", op.ties[0].tp.partition, "source_offset", op.ties[0].off, "err", err)
 	}
+	if ss.share {
+		for _, src := range op.srcs {
+			ss.shareEmitDoneLocked(src, err != nil)
+		}
+		if err != nil {
+			t := op.ties[0]
+			ss.errs = append(ss.errs, &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err})
+		}
+	}
 	for _, t := range op.ties {
+		if ss.share {
+			break
+		}
 		var fail *EmitError
 		if err != nil {
 			fail = &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err}
@@ -344,7 +362,12 @@ func (em *emitState) done(off int64, gen uint64) bool {
 		}
 		if p.off == off && p.gen == gen {
 			if p.n--; p.n == 0 {
-				em.pending = append(em.pending[:i], em.pending[i+1:]...)
+				if i == 0 {
+					// The common case, acknowledgements in order: O(1).
+					em.pending = em.pending[1:]
+				} else {
+					em.pending = append(em.pending[:i], em.pending[i+1:]...)
+				}
 			}
 			return true
 		}

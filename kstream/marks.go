@@ -151,8 +151,9 @@ func (ps *partState) rewindTarget(firstBuffered int64, hasBuffered bool) (off in
 func (ss *session) markLocked(r *kgo.Record) {
 	if ss.share {
 		// A share stream accepts what a body finished with, unless
-		// Ack decided first (share.go).
-		ss.shareAckLocked(r, AckAccept)
+		// Ack decided first, once what it emitted is acknowledged
+		// (share.go).
+		ss.shareAcceptLocked(r)
 		return
 	}
 	ps := ss.partLocked(r.Topic, r.Partition)

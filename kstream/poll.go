@@ -186,6 +186,11 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) popStatus {
 	ss.pushMarks(ss.client())
 	if ss.share {
+		if ss.emitting.Load() > 0 {
+			// The records finished wait for their emits before their
+			// Accept (shareAcceptLocked), which must come before the poll.
+			_ = ss.client().Flush(ctx)
+		}
 		// Nothing held unacknowledged must be accepted by the poll.
 		ss.mu.Lock()
 		ss.shareReleaseOrphansLocked()

@@ -187,6 +187,12 @@ func (ss *session) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	if ss.txn != nil {
 		ss.txn.revoked.Store(true) // the transaction open now ends aborted
 	} else if !ss.manual {
+		// A revoke that runs during a poll (rebalances allowed) did not
+		// pass through giveWay's flush: the commit covers what emitted
+		// records are acknowledged, so wait for them first.
+		if err := ss.awaitEmits(ctx); err != nil {
+			ss.log.Warn("waiting for emitted records before a revoke", "err", err)
+		}
 		if err := ss.commitMarked(ctx, cl); err != nil {
 			ss.log.Error("commit before revoke failed; processed records will be delivered again", "err", err)
 		}

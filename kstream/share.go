@@ -328,6 +328,14 @@ type shareState struct {
 	// are all of franz-go's last poll: a share stream polls only when
 	// the buffer is empty and no record is in a body or on a lane.
 	pending    map[*kgo.Record]struct{}
+	// emits counts, per record held, the records emitted for it and not
+	// yet acknowledged; accepting holds the records a body finished whose
+	// Accept waits for them (an emitted record's acknowledgement precedes
+	// its source's Accept); failed, those with an emit that failed, which
+	// are released instead (emit.go).
+	emits      map[*kgo.Record]int
+	accepting  map[*kgo.Record]bool
+	failed     map[*kgo.Record]bool
 	acks       [3]prometheus.Counter // by AckStatus-1; nil without metrics
 	deliveries prometheus.Observer   // nil without metrics
 }
@@ -335,13 +343,71 @@ type shareState struct {
 // shareFinish acknowledges a record a concurrent stream's lane finished:
 // accepted if handled, else released (unless decided before).
 func (ss *session) shareFinish(r *kgo.Record, handled bool) {
-	status := AckRelease
-	if handled {
-		status = AckAccept
-	}
 	ss.mu.Lock()
-	ss.shareAckLocked(r, status)
+	if handled {
+		ss.shareAcceptLocked(r)
+	} else {
+		ss.shareAckLocked(r, AckRelease)
+	}
 	ss.mu.Unlock()
+}
+
+// shareAcceptLocked accepts r, which a body or handler finished, once the
+// records emitted for it are acknowledged: now if none is outstanding.
+// ss.mu is held.
+func (ss *session) shareAcceptLocked(r *kgo.Record) {
+	if ss.sh.emits[r] > 0 {
+		if ss.sh.accepting == nil {
+			ss.sh.accepting = make(map[*kgo.Record]bool)
+		}
+		ss.sh.accepting[r] = true
+		return
+	}
+	ss.shareAckLocked(r, AckAccept)
+}
+
+// shareEmittedLocked records one more emit outstanding for each of srcs.
+// ss.mu is held.
+func (ss *session) shareEmittedLocked(srcs []*kgo.Record) {
+	if ss.sh.emits == nil {
+		ss.sh.emits = make(map[*kgo.Record]int)
+	}
+	for _, r := range srcs {
+		ss.sh.emits[r]++
+	}
+}
+
+// shareEmitDoneLocked records an emit for src acknowledged, or failed:
+// once none is outstanding, a source the body finished is accepted, or
+// released if one of its emits failed. ss.mu is held.
+func (ss *session) shareEmitDoneLocked(src *kgo.Record, failed bool) {
+	if failed {
+		if ss.sh.failed == nil {
+			ss.sh.failed = make(map[*kgo.Record]bool)
+		}
+		ss.sh.failed[src] = true
+	}
+	if ss.sh.emits[src]--; ss.sh.emits[src] > 0 {
+		return
+	}
+	delete(ss.sh.emits, src)
+	fail := ss.sh.failed[src]
+	delete(ss.sh.failed, src)
+	if !ss.sh.accepting[src] {
+		if fail {
+			// Not finished yet: it is released when its body ends
+			// (shareAcceptLocked sees no emit outstanding and accepts,
+			// so release it now; a later decision finds it gone).
+			ss.shareAckLocked(src, AckRelease)
+		}
+		return
+	}
+	delete(ss.sh.accepting, src)
+	if fail {
+		ss.shareAckLocked(src, AckRelease)
+		return
+	}
+	ss.shareAckLocked(src, AckAccept)
 }
 
 // waitIdle waits until no record is on the dispatcher's lanes, or the

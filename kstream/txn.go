@@ -55,7 +55,10 @@ func txnOpts(cfg *config) []kgo.Opt {
 // the stream's name and InstanceID when set, so that a restarted instance
 // fences its predecessor's transaction at once; else with a random part.
 func transactionalID(cfg *config) string {
-	id := "kstreams-" + cfg.group + "-" + cfg.name
+	id := "kstreams-" + cfg.group
+	if cfg.name != "" {
+		id += "-" + cfg.name
+	}
 	if cfg.instanceID != "" {
 		return id + "-" + cfg.instanceID
 	}
@@ -171,7 +174,9 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	ss.emitFailed.Store(false)
 	ss.dirty = false
 	ss.mu.Unlock()
-	if len(failures) > 0 {
+	if len(failures) > 0 || !content {
+		// With nothing in it, an abort costs nothing, where a commit of
+		// an empty transaction makes franz-go wait 500 ms.
 		commit = false
 	}
 	committed, err := t.sess.End(ctx, kgo.TransactionEndTry(commit))

@@ -91,6 +91,11 @@ func (*Totals) String() string                                   { return "" }
 func store[T any](context.Context, T) error                  { return nil }
 func writeRows(context.Context, []kstream.Record[Order]) error { return nil }
 
+// Job and run are docs/share-groups.md's work items and their handling.
+type Job struct{ ID int }
+
+func run(context.Context, Job) error { return nil }
+
 // Invoice is the output of docs/exactly-once.md's transform.
 type Invoice struct{ OrderID int }
 
