@@ -106,6 +106,9 @@ type memberProc struct {
 type memberFlags struct {
 	brokers, topic, group, mode string
 	delay                       time.Duration
+	// The emit modes (emit_churn_test.go).
+	emitTo, instanceID string
+	txnTimeout         time.Duration
 }
 
 func startMember(t testing.TB, bin, dir string, id int, f memberFlags) *memberProc {
@@ -119,6 +122,10 @@ func startMember(t testing.TB, bin, dir string, id int, f memberFlags) *memberPr
 	}
 	args := []string{"-brokers", f.brokers, "-topic", f.topic, "-group", f.group, "-mode", f.mode,
 		"-out", m.out, "-delay", f.delay.String(), "-client-id", m.clientID()}
+	if f.emitTo != "" {
+		args = append(args, "-emit-to", f.emitTo, "-member-id", strconv.Itoa(id),
+			"-instance-id", f.instanceID, "-txn-timeout", f.txnTimeout.String())
+	}
 	if os.Getenv("CHAOS_VERBOSE") == "1" {
 		args = append(args, "-v")
 	}
