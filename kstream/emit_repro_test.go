@@ -3,6 +3,10 @@ package kstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"iter"
+	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,5 +117,84 @@ func TestReproExactlyOnceCloseAfterEarlyReturn(t *testing.T) {
 	// Nothing was finished since the abort: no commit may pass offset 0.
 	if got := e.committed("g")[0]; got > 0 {
 		t.Fatalf("committed %d after an aborted transaction and nothing since", got)
+	}
+}
+
+// Found by the default-mode Emit chaos scenario (integration/chaos,
+// scenario 9): with graceful rebalances only, a record was handled (and
+// its output written) twice. At a revoke, the commit of the revoked
+// partitions covers only the records whose emits are already
+// acknowledged; the revoke does not wait for the emits in flight, so the
+// partition's next owner handles again the records whose output was
+// written a moment later. A long linger makes the window wide: every
+// record a handled before the rebalance has its emit in flight.
+//
+// It fails on 0136019 and passes with, in onRevoked (kstream/rebalance.go),
+// before ss.commitMarked in the default mode:
+//
+//	if err := ss.awaitEmits(ctx); err != nil {
+//		ss.log.Warn("waiting for emitted records before a revoke", "err", err)
+//	}
+func TestReproEmitRevokeDoesNotWaitForAcks(t *testing.T) {
+	const parts, first, total = 2, 20, 40
+	e := newEnv(t, parts, first)
+	out := e.topic + "-out"
+	if err := e.c.CreateTopic(e.ctx, out, 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	var mu sync.Mutex
+	handled := map[[2]int64]int{}
+	distinct := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled)
+	}
+	run := func(name string) (*kstream.Stream[string], chan error) {
+		s := e.stream(kstream.Group("g"), kstream.Name(name),
+			kstream.ClientOptions(kgo.ProducerLinger(500*time.Millisecond)))
+		done := make(chan error, 1)
+		go func() {
+			done <- s.Use(ctx, func(records iter.Seq2[kstream.Record[string], error]) error {
+				for rec, err := range records {
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					handled[[2]int64{int64(rec.Partition), rec.Offset}]++
+					mu.Unlock()
+					if err := s.Emit(ctx, out, []byte("out-"+rec.Value)); err != nil && ctx.Err() == nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}()
+		return s, done
+	}
+	_, aDone := run("a")
+	eventually(t, 20*time.Second, "a to handle the first records", func() bool { return distinct() == first })
+	b, bDone := run("b") // the group rebalances: a gives partitions up with emits in flight
+	eventually(t, 20*time.Second, "b to own a partition", func() bool { return len(b.Assignment()[e.topic]) > 0 })
+	e.produce(first, total)
+	eventually(t, 30*time.Second, "every record to be handled", func() bool { return distinct() == total })
+	cancel()
+	for _, d := range []chan error{aDone, bDone} {
+		if err := <-d; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dups []string
+	mu.Lock()
+	for k, n := range handled {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%d@%d×%d", k[0], k[1], n))
+		}
+	}
+	mu.Unlock()
+	if len(dups) > 0 {
+		sort.Strings(dups)
+		t.Fatalf("with graceful rebalances only, %d records handled twice: %v", len(dups), dups)
 	}
 }
