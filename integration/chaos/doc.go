@@ -2,7 +2,8 @@
 // proves that under members joining, leaving gracefully and being killed, no
 // record is lost, that with graceful leaves only none is processed twice,
 // that duplicates after a kill stay within what the killed member had not
-// committed, that committed offsets never go backwards, and that shutdowns
+// committed, that a consume-transform-produce job under ExactlyOnce writes
+// exactly one output per input through kills (scenario 8), that committed offsets never go backwards, and that shutdowns
 // return within their deadlines and leave no goroutine behind.
 //
 // Everything is in the tests (make chaos, or the go test lines below);
@@ -25,7 +26,8 @@
 //	CHAOS_ROUNDS=n        engines stopped mid-rebalance in scenario 5 (default 30, 4 with -short)
 //	CHAOS_REPORT=file     write the results table (Markdown) to file
 //	CHAOS_MODES=a,b       member modes of the process churn scenarios, overriding theirs
-//	                      (records, manual, engine; franz: franz-go alone, the control)
+//	                      (records, manual, engine; franz: franz-go alone, the control;
+//	                      emit, eos, eos-static: the transform members of scenarios 8 and 9)
 //	CHAOS_VERBOSE=1       members log at debug level, franz-go included
 //	CHAOS_KILL_ANYTIME=1  kill members at any moment, not only in a stable group (shows a
 //	                      kfake bug: see docs/reliability-churn.md)
