@@ -3,8 +3,9 @@
 // record is lost, that with graceful leaves only none is processed twice,
 // that duplicates after a kill stay within what the killed member had not
 // committed, that a consume-transform-produce job under ExactlyOnce writes
-// exactly one output per input through kills (scenario 8), that committed offsets never go backwards, and that shutdowns
-// return within their deadlines and leave no goroutine behind.
+// exactly one output per input through kills (scenario 8), that committed
+// offsets never go backwards, and that shutdowns return within their
+// deadlines and leave no goroutine behind.
 //
 // Everything is in the tests (make chaos, or the go test lines below);
 // cmd/member is the group member the churn scenarios run as separate
