@@ -39,9 +39,9 @@ const emitTopic = "chaos-out"
 
 // Scenario 8: consume, transform and produce under ExactlyOnce, members
 // (separate processes) joining, leaving gracefully and killed with SIGKILL
-// at random while a producer writes. Half the members are static
+// at random while a producer writes. Each member is, at random, static
 // (InstanceID, so a member started again in a dead one's place fences its
-// transaction at once), half dynamic (random transactional ID: a dead
+// transaction at once) or dynamic (random transactional ID: a dead
 // member's transaction ends at its 10 s timeout). A read_committed reader
 // of the output, ours (franz-go) and kcat (librdkafka), must find exactly
 // one output per input: 0 lost, 0 duplicated.
