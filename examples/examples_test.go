@@ -27,6 +27,7 @@ var want = map[string]string{
 	"crashing-stream":     "retry-group on local--kstreams: 3",
 	"dead-letter":         "all 6 payments handled: 3 processed, 3 dead-lettered",
 	"engine-decorator":    "engine stopped after 3 events",
+	"exactly-once":        "read_committed reader: 10 receipts, exactly one per order",
 	"graceful-shutdown":   "committed offset of jobs/0: 1",
 	"initial-offsets-db":  "database: next offset of local--kstreams/0 is 6",
 	"json":                "read 3 orders equal to those sent and 2 decode errors",
@@ -42,6 +43,7 @@ var want = map[string]string{
 	"stream-instance":     "decoded 3 people, rejected 1 record(s)",
 	"topic-pattern":       "consumed from local--events-b: [b1]",
 	"tracing":             "one trace: checkout > process orders > process shipments",
+	"transform":           `"receipts" holds 10 receipts`,
 	"yield-sse":           "server: streams opened 1, closed 1",
 }
 

@@ -71,6 +71,9 @@ type churnConfig struct {
 	name  string
 	modes []string
 	kills bool
+	// emit scenarios (emit_churn_test.go): the members emit to this topic,
+	// and the output is what is checked.
+	emit *emitConfig
 }
 
 // churnRun is the state of one process churn scenario.
@@ -91,6 +94,7 @@ type churnRun struct {
 	leaves  int
 
 	skippedKills int
+	slots        map[int]string // eos-static members' InstanceIDs, by member id
 
 	stopMu   sync.Mutex
 	stopErrs []error
@@ -108,6 +112,14 @@ func runProcessChurn(t *testing.T, cfg churnConfig) {
 	r := &row{Scenario: cfg.name, Duration: duration, DupBound: -1}
 	report(t, r)
 	c, addr := externalCluster(t, brokerBin, churnTopic, churnPartitions)
+	if cfg.emit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.CreateTopic(ctx, cfg.emit.topic, churnPartitions)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	sd := seed(t)
 	run := &churnRun{
 		t: t, cfg: cfg, bin: memberBin, brokers: addr, dir: workDir(t), seed: sd,
@@ -159,6 +171,10 @@ func runProcessChurn(t *testing.T, cfg churnConfig) {
 		t.Fatalf("end offsets: %v", err)
 	}
 	checkAcked(t, acked, end)
+	if cfg.emit != nil {
+		run.checkOutput(c, r, end)
+		return
+	}
 
 	processed := make(map[int][]pos)
 	partials := 0
@@ -254,9 +270,14 @@ func (run *churnRun) act(c *kstreamtest.Cluster) {
 func (run *churnRun) join() *memberProc {
 	mode := run.cfg.modes[run.rng.IntN(len(run.cfg.modes))]
 	id := len(run.members) + 1
-	m := startMember(run.t, run.bin, run.dir, id, memberFlags{
-		brokers: run.brokers, topic: churnTopic, group: churnGroup, mode: mode, delay: recordDelay,
-	})
+	f := memberFlags{brokers: run.brokers, topic: churnTopic, group: churnGroup, mode: mode, delay: recordDelay}
+	if e := run.cfg.emit; e != nil {
+		f.emitTo, f.txnTimeout = e.topic, e.txnTimeout
+		if mode == "eos-static" {
+			f.instanceID = run.freeSlot(id)
+		}
+	}
+	m := startMember(run.t, run.bin, run.dir, id, f)
 	run.members = append(run.members, m)
 	run.joins++
 	run.logf("join  %v; %d alive", m, len(run.alive()))

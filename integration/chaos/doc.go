@@ -2,8 +2,10 @@
 // proves that under members joining, leaving gracefully and being killed, no
 // record is lost, that with graceful leaves only none is processed twice,
 // that duplicates after a kill stay within what the killed member had not
-// committed, that committed offsets never go backwards, and that shutdowns
-// return within their deadlines and leave no goroutine behind.
+// committed, that a consume-transform-produce job under ExactlyOnce writes
+// exactly one output per input through kills (scenario 9), that committed
+// offsets never go backwards, and that shutdowns return within their
+// deadlines and leave no goroutine behind.
 //
 // Everything is in the tests (make chaos, or the go test lines below);
 // cmd/member is the group member the churn scenarios run as separate
@@ -26,7 +28,8 @@
 //	CHAOS_REPORT=file     write the results table (Markdown) to file
 //	CHAOS_MODES=a,b       member modes of the process churn scenarios, overriding theirs
 //	                      (records, manual, engine; franz: franz-go alone, the control;
-//	                      scenario 8: share, or share-franz for franz-go alone)
+//	                      scenario 8: share, or share-franz for franz-go alone;
+//	                      emit, eos, eos-static: the transform members of scenarios 9 and 10)
 //	CHAOS_VERBOSE=1       members log at debug level, franz-go included
 //	CHAOS_KILL_ANYTIME=1  kill members at any moment, not only in a stable group (shows a
 //	                      kfake bug: see docs/reliability-churn.md)

@@ -109,6 +109,9 @@ type memberProc struct {
 type memberFlags struct {
 	brokers, topic, group, mode string
 	delay                       time.Duration
+	// The emit modes (emit_churn_test.go).
+	emitTo, instanceID string
+	txnTimeout         time.Duration
 }
 
 func startMember(t testing.TB, bin, dir string, id int, f memberFlags) *memberProc {
@@ -125,6 +128,10 @@ func startMember(t testing.TB, bin, dir string, id int, f memberFlags) *memberPr
 	if f.mode == "share" || f.mode == "share-franz" {
 		m.rejected = filepath.Join(dir, fmt.Sprintf("member-%02d.rejected", id))
 		args = append(args, "-rejected", m.rejected)
+	}
+	if f.emitTo != "" {
+		args = append(args, "-emit-to", f.emitTo, "-member-id", strconv.Itoa(id),
+			"-instance-id", f.instanceID, "-txn-timeout", f.txnTimeout.String())
 	}
 	if os.Getenv("CHAOS_VERBOSE") == "1" {
 		args = append(args, "-v")

@@ -37,6 +37,7 @@ type spec struct {
 	Client     string   `json:"client"`
 	Brokers    []string `json:"brokers"`
 	Topic      string   `json:"topic"`
+	OutTopic   string   `json:"out_topic,omitempty"` // transform: the output topic
 	Group      string   `json:"group,omitempty"`
 	Records    int      `json:"records"`
 	Size       int      `json:"size"`
@@ -146,8 +147,10 @@ func runClient(sp spec) Result {
 	m := newMeter()
 	var res Result
 	var err error
-	switch sp.Scenario {
-	case scenarioConsume, scenarioShare, scenarioShareScale:
+	switch {
+	case isTransform(sp.Scenario):
+		res, err = runTransform(ctx, sp, m)
+	case isConsume(sp.Scenario):
 		cs := consumers
 		switch sp.Scenario {
 		case scenarioShare:

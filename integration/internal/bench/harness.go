@@ -29,18 +29,21 @@ import (
 
 // Config says what to measure.
 type Config struct {
-	Records      int   // records per consume and batched/async produce run
-	SyncRecords  int   // records per produce-sync run
-	ScaleRecords int   // records per share-scale run (one partition, 1 ms per record); 0: 2000
-	Sizes        []int // value sizes in bytes; each is a pass of its own
-	Partitions   int
-	Rounds       int
-	Batch        int      // records per batch call (produce-batch, produce-async)
-	Only         []string // scenarios, clients or scenario/client; empty: all
-	Brokers      []string // an existing cluster; empty: start a broker child
-	NumBrokers   int      // brokers of the broker child
-	Timeout      time.Duration
-	Warmup       bool // one unmeasured baseline run before each scenario
+	Records int // records per consume and batched/async produce run
+	// TransformRecords: records per transform run (transform.go); 0:
+	// Records, at most 100000.
+	TransformRecords int
+	SyncRecords      int   // records per produce-sync run
+	ScaleRecords     int   // records per share-scale run (one partition, 1 ms per record); 0: 2000
+	Sizes            []int // value sizes in bytes; each is a pass of its own
+	Partitions       int
+	Rounds           int
+	Batch            int      // records per batch call (produce-batch, produce-async)
+	Only             []string // scenarios, clients or scenario/client; empty: all
+	Brokers          []string // an existing cluster; empty: start a broker child
+	NumBrokers       int      // brokers of the broker child
+	Timeout          time.Duration
+	Warmup           bool // one unmeasured baseline run before each scenario
 	// NotIdempotent makes franz-go and kstream producers write without
 	// idempotence, as kafka-go and sarama (by default) do.
 	NotIdempotent bool
@@ -94,7 +97,7 @@ func uniqueName(kind string) string {
 }
 
 // Scenarios is every scenario, in the order they run.
-var Scenarios = []string{scenarioConsume, scenarioShare, scenarioShareScale, scenarioProduceSync, scenarioProduceBatch, scenarioProduceAsync}
+var Scenarios = []string{scenarioConsume, scenarioShare, scenarioShareScale, scenarioProduceSync, scenarioProduceBatch, scenarioProduceAsync, scenarioTransform, scenarioTransformEOS}
 
 // clientIDs returns the clients of a scenario, in a fixed order, baseline
 // first.
@@ -107,6 +110,9 @@ func clientIDs(scenario string) []string {
 	}
 	if scenario == scenarioShareScale {
 		return shareScaleOrder
+	}
+	if isTransform(scenario) {
+		return transformOrder[scenario]
 	}
 	var ids []string
 	for _, id := range producerOrder {
@@ -128,6 +134,10 @@ func clientInfo(scenario, id string) (name, how string) {
 	}
 	if scenario == scenarioShareScale {
 		c := shareScaleConsumers[id]
+		return c.name, c.how
+	}
+	if isTransform(scenario) {
+		c := transformers[scenario][id]
 		return c.name, c.how
 	}
 	p := producers[scenario][id]
@@ -271,8 +281,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 type admin struct {
-	cl  *kgo.Client
-	adm *kadm.Client
+	cl      *kgo.Client
+	adm     *kadm.Client
+	brokers []string
 }
 
 func newAdmin(brokers []string) (*admin, error) {
@@ -285,7 +296,7 @@ func newAdmin(brokers []string) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &admin{cl: cl, adm: kadm.NewClient(cl)}, nil
+	return &admin{cl: cl, adm: kadm.NewClient(cl), brokers: brokers}, nil
 }
 
 func (a *admin) Close() { a.cl.Close() }
@@ -375,8 +386,14 @@ func (a *admin) prepareConsume(ctx context.Context, topic string, n, size, parti
 
 func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, brokerPID int, brokers []string, scenario string, size int, ids []string) (*Table, error) {
 	n := cfg.Records
-	if scenario == scenarioProduceSync {
+	switch {
+	case scenario == scenarioProduceSync:
 		n = cfg.SyncRecords
+	case isTransform(scenario):
+		n = cfg.TransformRecords
+		if n <= 0 {
+			n = min(cfg.Records, 100_000)
+		}
 	}
 	partitions := cfg.Partitions
 	if scenario == scenarioShareScale {
@@ -397,8 +414,9 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 
 		NotIdempotent: cfg.NotIdempotent,
 	}
-	if isConsume(scenario) {
-		base.Topic = uniqueName(fmt.Sprintf("consume-%d", size))
+	consumes := isConsume(scenario) || isTransform(scenario)
+	if consumes {
+		base.Topic = uniqueName(fmt.Sprintf("%s-%d", scenario, size))
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		start := time.Now()
 		ends, err := adm.prepareConsume(pctx, base.Topic, n, size, partitions)
@@ -414,9 +432,17 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 	one := func(id string) (Result, error) {
 		sp := base
 		sp.Client = id
-		if isConsume(scenario) {
+		switch {
+		case isTransform(scenario):
 			sp.Group = uniqueName("group-" + id)
-		} else {
+			sp.OutTopic = uniqueName(scenario + "-out-" + id)
+			if err := adm.createTopic(ctx, sp.OutTopic, cfg.Partitions); err != nil {
+				return Result{}, err
+			}
+			defer adm.deleteTopic(context.Background(), sp.OutTopic)
+		case isConsume(scenario):
+			sp.Group = uniqueName("group-" + id)
+		default:
 			sp.Topic = uniqueName(scenario + "-" + id)
 			if err := adm.createTopic(ctx, sp.Topic, cfg.Partitions); err != nil {
 				return Result{}, err
@@ -426,7 +452,12 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		began := time.Now()
 		res := runChild(ctx, exe, sp, brokerPID)
 		res.ChildNS = time.Since(began).Nanoseconds()
-		if !isConsume(scenario) && res.Err == "" {
+		if isTransform(scenario) && res.Err == "" {
+			if err := adm.checkOutput(ctx, sp.OutTopic, cfg.Partitions, int64(n), scenario == scenarioTransformEOS); err != nil {
+				res.Err = err.Error()
+			}
+		}
+		if !consumes && res.Err == "" {
 			ends, err := adm.endOffsets(ctx, sp.Topic, cfg.Partitions)
 			var sum int64
 			for _, e := range ends {

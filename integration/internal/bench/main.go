@@ -23,12 +23,13 @@ func Main() {
 	records := fs.Int("records", 500_000, "records per consume, produce-batch and produce-async run")
 	syncRecords := fs.Int("sync-records", 20_000, "records per produce-sync run (one round trip each, so fewer)")
 	scaleRecords := fs.Int("scale-records", defaultScaleRecords, "records per share-scale run (one partition, 1 ms of work per record)")
+	transformRecords := fs.Int("transform-records", 100_000, "records per transform and transform-eos run (kstream-send waits a round trip per record)")
 	sizes := fs.String("size", "100", "value size in bytes; a comma-separated list runs each size in turn")
 	partitions := fs.Int("partitions", 6, "partitions of every topic")
 	rounds := fs.Int("rounds", 5, "measured rounds; each round runs every client once, in rotated order")
 	batch := fs.Int("batch", 1000, "records per call in produce-batch and produce-async")
-	only := fs.String("only", "", "comma-separated scenarios ("+strings.Join(Scenarios, ", ")+"), clients (franz-go, franz-go-last, kstream-records, kstream-handle, kstream-send, kstream-producer, kafka-go, sarama) or scenario/client; franz-go, the baseline, is always run")
-	quick := fs.Bool("quick", false, "CI smoke run: 20000 records, 2000 sync records, 3 rounds (unless set explicitly)")
+	only := fs.String("only", "", "comma-separated scenarios ("+strings.Join(Scenarios, ", ")+"), clients (franz-go, franz-go-last, kstream-records, kstream-handle, kstream-send, kstream-producer, kstream-emit, kstream-eos, kafka-go, sarama) or scenario/client; franz-go, the baseline, is always run")
+	quick := fs.Bool("quick", false, "CI smoke run: 20000 records, 2000 sync records, 5000 transform records, 3 rounds (unless set explicitly)")
 	brokers := fs.String("brokers", "", "comma-separated brokers of an existing cluster (also KAFKA_BROKERS); default: start a kfake broker in a child process")
 	numBrokers := fs.Int("num-brokers", 1, "brokers of the kfake cluster the harness starts")
 	timeout := fs.Duration("timeout", 3*time.Minute, "limit of one client run")
@@ -48,20 +49,24 @@ func Main() {
 		if !set["scale-records"] {
 			*scaleRecords = 500
 		}
+		if !set["transform-records"] {
+			*transformRecords = 5_000
+		}
 		if !set["rounds"] {
 			*rounds = 3
 		}
 	}
 	cfg := Config{
-		Records:      *records,
-		SyncRecords:  *syncRecords,
-		ScaleRecords: *scaleRecords,
-		Partitions:   *partitions,
-		Rounds:       *rounds,
-		Batch:        *batch,
-		NumBrokers:   *numBrokers,
-		Timeout:      *timeout,
-		Warmup:       *warmup,
+		Records:          *records,
+		SyncRecords:      *syncRecords,
+		ScaleRecords:     *scaleRecords,
+		TransformRecords: *transformRecords,
+		Partitions:       *partitions,
+		Rounds:           *rounds,
+		Batch:            *batch,
+		NumBrokers:       *numBrokers,
+		Timeout:          *timeout,
+		Warmup:           *warmup,
 
 		NotIdempotent: !*idempotent,
 		Log:           os.Stderr,

@@ -75,6 +75,8 @@ var scenarioTitle = map[string]string{
 	scenarioProduceSync:  "Produce, one record per call, waiting for its ack",
 	scenarioProduceBatch: "Produce in batches, waiting for each batch's acks",
 	scenarioProduceAsync: "Produce pipelined, waiting once at the end",
+	scenarioTransform:    "Consume, transform, produce (at-least-once: a record committed once its output is acknowledged)",
+	scenarioTransformEOS: "Consume, transform, produce in transactions every 100 ms (exactly-once)",
 }
 
 // WriteMarkdown writes the report's tables and the verdicts on the targets.
@@ -225,6 +227,7 @@ func (r *Report) Verdicts() []string {
 				}
 			}
 		}
+		out = append(out, transformVerdicts(at, t.Scenario, rows)...)
 		for _, kid := range []string{"kstream-records", "kstream-handle", "kstream-send", "kstream-producer"} {
 			k, ok := rows[kid]
 			if !ok {
@@ -246,6 +249,40 @@ func (r *Report) Verdicts() []string {
 			if row.Runs == row.Failed {
 				out = append(out, fmt.Sprintf("%s: %s failed every run: %s", at, row.Name, strings.Join(row.Errors, "; ")))
 			}
+		}
+	}
+	return out
+}
+
+// transformVerdicts checks the targets of the transform scenarios:
+// ExactlyOnce Records+Emit at least 0.9x the hand-written
+// GroupTransactSession loop; the default-mode Emit pipeline at least 0.9x
+// the hand-written produce-then-mark-on-ack loop and at least 20x a body
+// that Sends synchronously. The ratios are per round, on the same data.
+func transformVerdicts(at, scenario string, rows map[string]Row) []string {
+	var out []string
+	check := func(what string, a, b Row, target float64) {
+		r := median(roundRatios(b.WallNS, a.WallNS))
+		verdict := "MET"
+		if r < target {
+			verdict = "NOT MET"
+		}
+		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f (peak RSS %.1f vs %.1f MiB), target ≥ %.2f: %s",
+			at, a.Name, what, r, a.RSSMiB, b.RSSMiB, target, verdict))
+	}
+	base, ok := rows[baselineID]
+	switch scenario {
+	case scenarioTransformEOS:
+		if k, ok2 := rows["kstream-eos"]; ok && ok2 {
+			check(base.Name, k, base, 0.9)
+		}
+	case scenarioTransform:
+		k, ok2 := rows["kstream-emit"]
+		if ok && ok2 {
+			check(base.Name, k, base, 0.9)
+		}
+		if s, ok3 := rows["kstream-send"]; ok2 && ok3 {
+			check(s.Name, k, s, 20)
 		}
 	}
 	return out

@@ -35,6 +35,19 @@
 //	         instead
 //	share-franz  the share mode on franz-go alone, as a control: PollRecords,
 //	         Record.Ack per record, Close on the signal
+//	emit     a Records loop that, for each record, writes the line and emits
+//	         "partition offset member" to the -emit-to topic (kstream.Emit,
+//	         default at-least-once mode)
+//	eos      the emit member under kstream.ExactlyOnce(), its transactional
+//	         ID random (a killed member's transaction ends at the
+//	         -txn-timeout)
+//	eos-static  eos with kstream.InstanceID(-instance-id): the transactional
+//	         ID is derived from it, so that a member started again with the
+//	         same id fences its dead predecessor's transaction at once
+//
+// In the emit modes the file lists every processing (an aborted
+// transaction's records are processed again); the output topic is what
+// counts.
 package main
 
 import (
@@ -47,6 +60,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,6 +92,10 @@ func main() {
 		verbose     = flag.Bool("v", false, "log at debug level (franz-go's logs included)")
 		rejected    = flag.String("rejected", "", "share mode: file to append rejected (poison) records to")
 		poisonEvery = flag.Int64("poison-every", 50, "share mode: a record whose offset % this is 7 is poison")
+		emitTo      = flag.String("emit-to", "", "emit modes: the output topic")
+		memberID    = flag.Int("member-id", 0, "emit modes: the member's number, written in each output")
+		instanceID  = flag.String("instance-id", "", "eos-static mode: the member's InstanceID")
+		txnTimeout  = flag.Duration("txn-timeout", 0, "eos modes: kgo.TransactionTimeout (franz-go's default, 40s, if 0)")
 	)
 	flag.Parse()
 	if *out == "" || *brokers == "" {
@@ -130,6 +148,25 @@ func main() {
 		runErr = m.runRecords(ctx, append(opts, streamOpts...), true, *commitEvery)
 	case "engine":
 		runErr = m.runEngine(ctx, opts, streamOpts, *stopTimeout)
+	case "emit", "eos", "eos-static":
+		if *emitTo == "" {
+			log.Error("the emit modes need -emit-to")
+			os.Exit(2)
+		}
+		if *mode != "emit" {
+			streamOpts = append(streamOpts, kstream.ExactlyOnce())
+			if *txnTimeout > 0 {
+				opts = append(opts, kstream.ClientOptions(kgo.TransactionTimeout(*txnTimeout)))
+			}
+		}
+		if *mode == "eos-static" {
+			if *instanceID == "" {
+				log.Error("mode eos-static needs -instance-id")
+				os.Exit(2)
+			}
+			streamOpts = append(streamOpts, kstream.InstanceID(*instanceID))
+		}
+		runErr = m.runEmit(ctx, append(opts, streamOpts...), *emitTo, *memberID)
 	case "franz":
 		runErr = m.runFranz(ctx, strings.Split(*brokers, ","), *topic, *group, []kgo.Opt{
 			kgo.ClientID(*clientID),
@@ -229,6 +266,52 @@ func (m *member) runRecords(ctx context.Context, opts []kstream.Option, manual b
 				if err := s.Commit(ctx); err != nil && ctx.Err() == nil {
 					m.log.Warn("commit failed", "err", err)
 				}
+			}
+		}
+		return nil
+	})
+}
+
+// runEmit is the consume-transform-produce member: for each record it
+// writes the line to the file and emits "partition offset member" to the
+// output topic, tied to the record.
+func (m *member) runEmit(ctx context.Context, opts []kstream.Option, to string, id int) error {
+	s, err := kstream.NewStream(codec.Bytes(), opts...)
+	if err != nil {
+		return err
+	}
+	var val []byte
+	return s.Use(ctx, func(records iter.Seq2[kstream.Record[[]byte], error]) error {
+		for rec, err := range records {
+			if err != nil {
+				var fe *kstream.FetchError
+				var ee *kstream.EmitError
+				switch {
+				case errors.As(err, &fe) && !fe.Fatal:
+					continue
+				case errors.As(err, &ee):
+					// The source record comes again.
+					m.log.Warn("emit failed", "err", err)
+					continue
+				}
+				return err
+			}
+			if err := m.process(rec.Partition, rec.Offset); err != nil {
+				return err
+			}
+			val = strconv.AppendInt(val[:0], int64(rec.Partition), 10)
+			val = append(val, ' ')
+			val = strconv.AppendInt(val, rec.Offset, 10)
+			val = append(val, ' ')
+			val = strconv.AppendInt(val, int64(id), 10)
+			key := strconv.AppendInt(nil, int64(rec.Partition), 10)
+			if err := s.Emit(ctx, to, slices.Clone(val), kstream.WithKey(key)); err != nil {
+				if ctx.Err() != nil {
+					// Stopping: leave the record unfinished (it is
+					// delivered again); it has no output.
+					return nil
+				}
+				return err
 			}
 		}
 		return nil
