@@ -42,6 +42,7 @@ type session struct {
 	rebalancePending atomic.Bool
 	fetchCtx         context.Context // canceled by stopFetching
 	fetchDone        <-chan struct{} // fetchCtx.Done()
+	fetchStopped     atomic.Bool     // set by stopFetching just before it cancels fetchCtx
 	stopFetching     context.CancelFunc
 	abortCtx         context.Context // the client's context; canceled by abort
 	abort            context.CancelFunc
