@@ -35,6 +35,7 @@ type consumer struct {
 	name string // as shown in tables
 	how  string // one line for the docs
 	run  func(ctx context.Context, sp spec, m *meter, t *tally) error
+	ref  string // the client its ratios are to; empty: the baseline
 }
 
 var consumers = map[string]consumer{
@@ -68,9 +69,39 @@ var consumers = map[string]consumer{
 		how:  "ConsumerGroup (Version 3.9), Offsets.Initial OffsetOldest, AutoCommit.Interval 1s; ConsumeClaim loop with MarkMessage per record",
 		run:  consumeSarama,
 	},
+	"kcat": {
+		name: "kcat (librdkafka) -G",
+		how:  "kcat -G (librdkafka's KafkaConsumer), auto.offset.reset earliest, auto commit every 1s, -c N, printing \"partition offset size\" per record (external process: its CPU and peak RSS, no Go heap)",
+		run:  consumeKcat(true),
+	},
+	nogroupBaselineID: {
+		name: "franz-go PollRecords, no group (count)",
+		how:  "kgo client without a group, from the start; PollRecords(500) and count: the leanest loop, baseline of the rows without a group",
+		run:  consumeFranzCount,
+		ref:  nogroupBaselineID,
+	},
+	"kstream-records-nogroup": {
+		name: "kstream Records, no group",
+		how:  "Stream[[]byte].Records range loop without Group (no marks, no commits)",
+		run:  consumeKstreamRecordsNoGroup,
+		ref:  nogroupBaselineID,
+	},
+	"kstream-handle-nogroup": {
+		name: "kstream Handle, no group",
+		how:  "Engine with one Stream[[]byte].Handle(handler) without Group",
+		run:  consumeKstreamHandleNoGroup,
+		ref:  nogroupBaselineID,
+	},
+	"kcat-nogroup": {
+		name: "kcat (librdkafka) -C, no group",
+		how:  "kcat -C -o beginning on every partition, -c N, printing \"partition offset size\" per record",
+		run:  consumeKcat(false),
+		ref:  nogroupBaselineID,
+	},
 }
 
-var consumerOrder = []string{"franz-go", "franz-go-last", "kstream-records", "kstream-handle", "kafka-go", "sarama"}
+var consumerOrder = []string{"franz-go", "franz-go-last", "kstream-records", "kstream-handle", "kafka-go", "sarama", "kcat",
+	nogroupBaselineID, "kstream-records-nogroup", "kstream-handle-nogroup", "kcat-nogroup"}
 
 func consumeKstreamRecords(ctx context.Context, sp spec, m *meter, t *tally) error {
 	m.Start()

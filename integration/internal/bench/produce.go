@@ -116,10 +116,15 @@ var producers = map[string]map[string]producer{
 			how:  "AsyncProducer (WaitForAll, Return.Successes) Input() per record, Successes/Errors drained",
 			run:  produceSaramaAsync,
 		},
+		"kcat": {
+			name: "kcat (librdkafka) -P",
+			how:  "kcat -P, one record per line of its stdin (written by the child, not counted), acks=all, no compression, idempotent like franz-go; exits once every record is acknowledged (external process: its CPU and peak RSS)",
+			run:  produceKcat,
+		},
 	},
 }
 
-var producerOrder = []string{"franz-go", "kstream-send", "kstream-producer", "kafka-go", "sarama"}
+var producerOrder = []string{"franz-go", "kstream-send", "kstream-producer", "kafka-go", "sarama", "kcat"}
 
 // franzProduceOpts are the franz-go options of every franz-go and kstream
 // producer: no compression, and idempotent writes unless the run says not.
