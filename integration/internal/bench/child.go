@@ -48,6 +48,9 @@ type spec struct {
 	NotIdempotent bool   `json:"not_idempotent,omitempty"`
 	Timeout       int64  `json:"timeout_ns"`
 	ProfileName   string `json:"profile_name,omitempty"` // file stem of its profiles (envProfile)
+	// Fetch sizes of the kstream consumers, when not their defaults.
+	FetchMaxBytes          int32 `json:"fetch_max_bytes,omitempty"`
+	FetchMaxPartitionBytes int32 `json:"fetch_max_partition_bytes,omitempty"`
 }
 
 // Result is what one client run measured. The child fills everything but

@@ -100,6 +100,19 @@ var consumers = map[string]consumer{
 	},
 }
 
+// kstreamFetchOpts adds the run's fetch sizes (-fetch-max-bytes,
+// -fetch-max-partition-bytes), if set, to a kstream consumer's client
+// options; the other clients keep their defaults.
+func kstreamFetchOpts(sp spec, opts ...kgo.Opt) []kgo.Opt {
+	if sp.FetchMaxBytes > 0 {
+		opts = append(opts, kgo.FetchMaxBytes(sp.FetchMaxBytes))
+	}
+	if sp.FetchMaxPartitionBytes > 0 {
+		opts = append(opts, kgo.FetchMaxPartitionBytes(sp.FetchMaxPartitionBytes))
+	}
+	return opts
+}
+
 var consumerOrder = []string{"franz-go", "franz-go-last", "kstream-records", "kstream-handle", "kafka-go", "sarama", "kcat",
 	nogroupBaselineID, "kstream-records-nogroup", "kstream-handle-nogroup", "kcat-nogroup"}
 
@@ -110,7 +123,7 @@ func consumeKstreamRecords(ctx context.Context, sp spec, m *meter, t *tally) err
 		kstream.Topics(sp.Topic),
 		kstream.Group(sp.Group),
 		kstream.Logger(discardLogger),
-		kstream.ClientOptions(kgo.AutoCommitInterval(commitInterval)),
+		kstream.ClientOptions(kstreamFetchOpts(sp, kgo.AutoCommitInterval(commitInterval))...),
 	)
 	if err != nil {
 		return err
@@ -135,7 +148,7 @@ func consumeKstreamHandle(ctx context.Context, sp spec, m *meter, t *tally) erro
 	eng, err := kstream.NewEngine(
 		kstream.Brokers(sp.Brokers...),
 		kstream.Logger(discardLogger),
-		kstream.ClientOptions(kgo.AutoCommitInterval(commitInterval)),
+		kstream.ClientOptions(kstreamFetchOpts(sp, kgo.AutoCommitInterval(commitInterval))...),
 	)
 	if err != nil {
 		return err

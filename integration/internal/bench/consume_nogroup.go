@@ -60,6 +60,7 @@ func consumeKstreamRecordsNoGroup(ctx context.Context, sp spec, m *meter, t *tal
 		kstream.Brokers(sp.Brokers...),
 		kstream.Topics(sp.Topic),
 		kstream.Logger(discardLogger),
+		kstream.ClientOptions(kstreamFetchOpts(sp)...),
 	)
 	if err != nil {
 		return err
@@ -81,7 +82,7 @@ func consumeKstreamRecordsNoGroup(ctx context.Context, sp spec, m *meter, t *tal
 
 func consumeKstreamHandleNoGroup(ctx context.Context, sp spec, m *meter, t *tally) error {
 	m.Start()
-	eng, err := kstream.NewEngine(kstream.Brokers(sp.Brokers...), kstream.Logger(discardLogger))
+	eng, err := kstream.NewEngine(kstream.Brokers(sp.Brokers...), kstream.Logger(discardLogger), kstream.ClientOptions(kstreamFetchOpts(sp)...))
 	if err != nil {
 		return err
 	}

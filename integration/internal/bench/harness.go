@@ -43,8 +43,12 @@ type Config struct {
 	// NotIdempotent makes franz-go and kstream producers write without
 	// idempotence, as kafka-go and sarama (by default) do.
 	NotIdempotent bool
-	Exe           string // executable started as children; empty: this one
-	Log           io.Writer
+	// FetchMaxBytes and FetchMaxPartitionBytes, if positive, are given to
+	// the kstream consumers (kgo.FetchMaxBytes, kgo.FetchMaxPartitionBytes
+	// through ClientOptions) instead of their defaults.
+	FetchMaxBytes, FetchMaxPartitionBytes int32
+	Exe                                   string // executable started as children; empty: this one
+	Log                                   io.Writer
 }
 
 // Report is what a harness run measured.
@@ -401,6 +405,9 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		Timeout:    int64(cfg.Timeout),
 
 		NotIdempotent: cfg.NotIdempotent,
+
+		FetchMaxBytes:          cfg.FetchMaxBytes,
+		FetchMaxPartitionBytes: cfg.FetchMaxPartitionBytes,
 	}
 	if scenario == scenarioConsume {
 		base.Topic = uniqueName(fmt.Sprintf("consume-%d", size))

@@ -34,6 +34,8 @@ func Main() {
 	timeout := fs.Duration("timeout", 3*time.Minute, "limit of one client run")
 	warmup := fs.Bool("warmup", true, "run the franz-go baseline once, unmeasured, before each scenario")
 	idempotent := fs.Bool("idempotent", true, "franz-go and kstream producers write idempotently (franz-go's default; kafka-go cannot, sarama does not by default)")
+	fetchMax := fs.Int("fetch-max-bytes", 0, "kgo.FetchMaxBytes of the kstream consumers (through ClientOptions); 0: kstream's default")
+	fetchPart := fs.Int("fetch-max-partition-bytes", 0, "kgo.FetchMaxPartitionBytes of the kstream consumers; 0: kstream's default")
 	profile := fs.String("profile", "", "directory: every client run writes a CPU profile of its measured window and an allocation profile there (<scenario>-<size>B-<client>-r<round>.{cpu,allocs}.pprof; round 0 is the warm-up)")
 	_ = fs.Parse(os.Args[1:])
 
@@ -61,7 +63,10 @@ func Main() {
 		Warmup:      *warmup,
 
 		NotIdempotent: !*idempotent,
-		Log:           os.Stderr,
+
+		FetchMaxBytes:          int32(*fetchMax),
+		FetchMaxPartitionBytes: int32(*fetchPart),
+		Log:                    os.Stderr,
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
