@@ -68,6 +68,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		// franz-go's 5s default delays partitions assigned while a fetch
 		// is in flight.
 		kgo.FetchMaxWait(DefaultFetchMaxWait),
+		// Bounds the memory of a stream reading many partitions
+		// (DefaultFetchMaxBytes); the user's ClientOptions may override.
+		kgo.FetchMaxBytes(DefaultFetchMaxBytes),
 	}
 	if cfg.control.stopAtEnd {
 		// To see the position pass the markers of transactions
