@@ -51,6 +51,8 @@ type spec struct {
 	// Fetch sizes of the kstream consumers, when not their defaults.
 	FetchMaxBytes          int32 `json:"fetch_max_bytes,omitempty"`
 	FetchMaxPartitionBytes int32 `json:"fetch_max_partition_bytes,omitempty"`
+	// EngineLinger, if positive, is the kstream engines' kgo.ProducerLinger.
+	EngineLinger int64 `json:"engine_linger_ns,omitempty"`
 }
 
 // Result is what one client run measured. The child fills everything but

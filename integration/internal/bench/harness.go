@@ -47,8 +47,11 @@ type Config struct {
 	// the kstream consumers (kgo.FetchMaxBytes, kgo.FetchMaxPartitionBytes
 	// through ClientOptions) instead of their defaults.
 	FetchMaxBytes, FetchMaxPartitionBytes int32
-	Exe                                   string // executable started as children; empty: this one
-	Log                                   io.Writer
+	// EngineLinger, if positive, is given to the kstream engines'
+	// producers (kgo.ProducerLinger through ClientOptions).
+	EngineLinger time.Duration
+	Exe          string // executable started as children; empty: this one
+	Log          io.Writer
 }
 
 // Report is what a harness run measured.
@@ -408,6 +411,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 
 		FetchMaxBytes:          cfg.FetchMaxBytes,
 		FetchMaxPartitionBytes: cfg.FetchMaxPartitionBytes,
+		EngineLinger:           int64(cfg.EngineLinger),
 	}
 	if scenario == scenarioConsume {
 		base.Topic = uniqueName(fmt.Sprintf("consume-%d", size))

@@ -36,6 +36,7 @@ func Main() {
 	idempotent := fs.Bool("idempotent", true, "franz-go and kstream producers write idempotently (franz-go's default; kafka-go cannot, sarama does not by default)")
 	fetchMax := fs.Int("fetch-max-bytes", 0, "kgo.FetchMaxBytes of the kstream consumers (through ClientOptions); 0: kstream's default")
 	fetchPart := fs.Int("fetch-max-partition-bytes", 0, "kgo.FetchMaxPartitionBytes of the kstream consumers; 0: kstream's default")
+	engineLinger := fs.Duration("engine-linger", 0, "kgo.ProducerLinger of the kstream engines' producers (through ClientOptions); 0: the engine's default, no linger")
 	profile := fs.String("profile", "", "directory: every client run writes a CPU profile of its measured window and an allocation profile there (<scenario>-<size>B-<client>-r<round>.{cpu,allocs}.pprof; round 0 is the warm-up)")
 	_ = fs.Parse(os.Args[1:])
 
@@ -66,6 +67,7 @@ func Main() {
 
 		FetchMaxBytes:          int32(*fetchMax),
 		FetchMaxPartitionBytes: int32(*fetchPart),
+		EngineLinger:           *engineLinger,
 		Log:                    os.Stderr,
 	}
 	for _, s := range strings.Split(*sizes, ",") {

@@ -136,6 +136,17 @@ func franzProduceOpts(sp spec) []kgo.Opt {
 	return opts
 }
 
+// engineProduceOpts are a kstream engine's client options: franzProduceOpts
+// and, with -engine-linger, kgo.ProducerLinger (the engine's own default is
+// no linger, so that Send is one round trip).
+func engineProduceOpts(sp spec) []kgo.Opt {
+	opts := franzProduceOpts(sp)
+	if sp.EngineLinger > 0 {
+		opts = append(opts, kgo.ProducerLinger(time.Duration(sp.EngineLinger)))
+	}
+	return opts
+}
+
 func newFranzProducer(sp spec) (*kgo.Client, error) {
 	return kgo.NewClient(append(franzProduceOpts(sp), kgo.SeedBrokers(sp.Brokers...))...)
 }
@@ -215,7 +226,7 @@ func newEngine(ctx context.Context, sp spec) (*kstream.Engine, func(), error) {
 	eng, err := kstream.NewEngine(
 		kstream.Brokers(sp.Brokers...),
 		kstream.Logger(discardLogger),
-		kstream.ClientOptions(franzProduceOpts(sp)...),
+		kstream.ClientOptions(engineProduceOpts(sp)...),
 	)
 	if err != nil {
 		return nil, nil, err

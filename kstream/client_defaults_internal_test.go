@@ -51,3 +51,40 @@ func TestFetchSizeDefaults(t *testing.T) {
 		})
 	}
 }
+
+// The engine's producer buffers DefaultMaxBufferedRecords records unless
+// ClientOptions says otherwise (SendAsync's free list holds as many).
+func TestProducerBufferDefault(t *testing.T) {
+	fc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fc.Close)
+	for _, tc := range []struct {
+		name string
+		opts []kgo.Opt
+		want int64
+	}{
+		{"default", nil, DefaultMaxBufferedRecords},
+		{"overridden", []kgo.Opt{kgo.MaxBufferedRecords(123)}, 123},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			eng, err := NewEngine(Brokers(fc.ListenAddrs()...), ClientOptions(tc.opts...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := eng.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Stop(ctx)
+			eng.mu.Lock()
+			cl := eng.producer
+			eng.mu.Unlock()
+			if got, _ := cl.OptValue(kgo.MaxBufferedRecords).(int64); got != tc.want {
+				t.Errorf("MaxBufferedRecords = %v, want %d", cl.OptValue(kgo.MaxBufferedRecords), tc.want)
+			}
+		})
+	}
+}
