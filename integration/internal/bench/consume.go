@@ -56,7 +56,7 @@ var consumers = map[string]consumer{
 	},
 	"franz-go-last": {
 		name: "franz-go PollRecords, mark last",
-		how:  "as franz-go PollRecords, but walking the poll partition by partition (EachPartition) and marking only each partition's last record",
+		how:  "as franz-go PollRecords, but walking the poll partition by partition (EachPartition) and marking only each partition's last record; with a stream's fetch settings (FetchMaxWait 500ms, FetchMaxBytes 8 MiB)",
 		run:  consumeFranzLast,
 	},
 	"kafka-go": {
@@ -76,7 +76,7 @@ var consumers = map[string]consumer{
 	},
 	nogroupBaselineID: {
 		name: "franz-go PollRecords, no group (count)",
-		how:  "kgo client without a group, from the start; PollRecords(500) and count: the leanest loop, baseline of the rows without a group",
+		how:  "kgo client without a group, from the start; PollRecords(500) and count, with a stream's fetch settings: the leanest loop, baseline of the rows without a group",
 		run:  consumeFranzCount,
 		ref:  nogroupBaselineID,
 	},
@@ -98,6 +98,15 @@ var consumers = map[string]consumer{
 		run:  consumeKcat(false),
 		ref:  nogroupBaselineID,
 	},
+}
+
+// leanFetchOpts are the fetch settings of the lean franz-go loops
+// (franz-go-last, franz-go-count): those a stream's client has, so that
+// the comparison with kstream is of the per-record work alone. The
+// baseline (franz-go) keeps franz-go's defaults. A run's -fetch-max-bytes
+// and -fetch-max-partition-bytes apply to them too.
+func leanFetchOpts(sp spec) []kgo.Opt {
+	return kstreamFetchOpts(sp, kgo.FetchMaxWait(kstream.DefaultFetchMaxWait), kgo.FetchMaxBytes(kstream.DefaultFetchMaxBytes))
 }
 
 // kstreamFetchOpts adds the run's fetch sizes (-fetch-max-bytes,
@@ -236,7 +245,7 @@ func consumeFranz(ctx context.Context, sp spec, m *meter, t *tally) error {
 // the poll's records, and one mark per partition per poll.
 func consumeFranzLast(ctx context.Context, sp spec, m *meter, t *tally) error {
 	m.Start()
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append(leanFetchOpts(sp),
 		kgo.SeedBrokers(sp.Brokers...),
 		kgo.ConsumerGroup(sp.Group),
 		kgo.ConsumeTopics(sp.Topic),
@@ -244,7 +253,7 @@ func consumeFranzLast(ctx context.Context, sp spec, m *meter, t *tally) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(commitInterval),
-	)
+	)...)
 	if err != nil {
 		return err
 	}

@@ -19,11 +19,11 @@ const nogroupBaselineID = "franz-go-count"
 
 func consumeFranzCount(ctx context.Context, sp spec, m *meter, t *tally) error {
 	m.Start()
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append(leanFetchOpts(sp),
 		kgo.SeedBrokers(sp.Brokers...),
 		kgo.ConsumeTopics(sp.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	)...)
 	if err != nil {
 		return err
 	}
