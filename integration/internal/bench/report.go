@@ -205,6 +205,22 @@ func (r *Report) Verdicts() []string {
 		if t.Scenario == scenarioConsume {
 			out = append(out, consumeVerdicts(at, rows)...)
 		}
+		if t.Scenario == scenarioProduceBatch || t.Scenario == scenarioProduceAsync {
+			// SendBatch and SendAsync at least 0.95x franz-go's
+			// ProduceSync of a batch and Produce+Flush.
+			if b, ok := rows[t.Baseline]; ok {
+				for _, kid := range []string{"kstream-send", "kstream-producer"} {
+					if k, ok := rows[kid]; ok {
+						verdict := "MET"
+						if k.Ratio < 0.95 {
+							verdict = "NOT MET"
+						}
+						out = append(out, fmt.Sprintf("%s: %s / %s = %.2f, %+.0f CPU ns per record, target ≥ 0.95: %s",
+							at, k.Name, b.Name, k.Ratio, (k.CPUPerM-b.CPUPerM)*1000, verdict))
+					}
+				}
+			}
+		}
 		for _, kid := range []string{"kstream-records", "kstream-handle", "kstream-send", "kstream-producer"} {
 			k, ok := rows[kid]
 			if !ok {
