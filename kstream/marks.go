@@ -117,7 +117,10 @@ func (ps *partState) rewindTarget(firstBuffered int64, hasBuffered bool) (off in
 }
 
 func (ss *session) markLocked(r *kgo.Record) {
-	ps := ss.partLocked(r.Topic, r.Partition)
+	ps := ss.cachedPartLocked(r.Topic, r.Partition) // inlined: this runs per record
+	if ps == nil {
+		ps = ss.partLocked(r.Topic, r.Partition)
+	}
 	if ps == nil {
 		return
 	}

@@ -106,8 +106,8 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			// closing, when nothing is yielded), and disown drops what a
 			// Resume buffered since, so this guards the invariant rather
 			// than handling a case.
-			if ss.partLocked(r.Topic, r.Partition) == nil {
-				continue
+			if ss.cachedPartLocked(r.Topic, r.Partition) == nil && ss.partLocked(r.Topic, r.Partition) == nil {
+				continue // (the cache is tried inline first: this runs per record)
 			}
 			if len(ss.ctl.paused) > 0 {
 				if tp := (topicPartition{r.Topic, r.Partition}); ss.ctl.paused[tp] {
