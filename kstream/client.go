@@ -34,8 +34,12 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		closed:     make(chan struct{}),
 		left:       make(chan struct{}),
 	}
-	ss.fetchCtx, ss.stopFetching = context.WithCancel(context.Background())
-	ss.fetchDone = ss.fetchCtx.Done()
+	fetchCtx, stop := context.WithCancel(context.Background())
+	ss.fetchCtx, ss.fetchDone = fetchCtx, fetchCtx.Done()
+	// fetchStopped is set before fetchCtx ends, so that whoever sees
+	// fetchDone closed sees it too; the hot path reads it instead of a
+	// select on fetchDone (poll.go).
+	ss.stopFetching = func() { ss.fetchStopped.Store(true); stop() }
 	ss.abortCtx, ss.abort = context.WithCancel(context.Background())
 	if ss.group {
 		ss.log = ss.log.With("group", cfg.group)
@@ -70,6 +74,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 		// franz-go's 5s default delays partitions assigned while a fetch
 		// is in flight.
 		kgo.FetchMaxWait(DefaultFetchMaxWait),
+		// Bounds the memory of a stream reading many partitions
+		// (DefaultFetchMaxBytes); the user's ClientOptions may override.
+		kgo.FetchMaxBytes(DefaultFetchMaxBytes),
 	}
 	if cfg.control.stopAtEnd {
 		// To see the position pass the markers of transactions

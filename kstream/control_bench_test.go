@@ -72,7 +72,8 @@ func replayCluster(b *testing.B) (brokers []string, topic string) {
 // partition from the start, stop each at its end.
 func replayFranz(ctx context.Context, brokers []string, topic string) (int, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(kstream.DefaultFetchMaxWait))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(kstream.DefaultFetchMaxWait),
+		kgo.FetchMaxBytes(kstream.DefaultFetchMaxBytes))
 	if err != nil {
 		return 0, err
 	}

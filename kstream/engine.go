@@ -294,6 +294,10 @@ func (e *Engine) Start(ctx context.Context) error {
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.ProducerLinger(0), // Send waits for each record: see producer.go
+		// As many records as SendAsync's free list of sendOps keeps
+		// (producer.go), instead of franz-go's 50 000: beyond it every
+		// SendAsync allocated its sendOp anew.
+		kgo.MaxBufferedRecords(DefaultMaxBufferedRecords),
 		kgo.ClientID(newClientID(e.name + "-producer")),
 	}, e.cfg.metrics.clientOpts()...)
 	popts = append(popts, secure...)

@@ -156,7 +156,10 @@ func (ss *session) markLocked(r *kgo.Record) {
 		ss.shareAcceptLocked(r)
 		return
 	}
-	ps := ss.partLocked(r.Topic, r.Partition)
+	ps := ss.cachedPartLocked(r.Topic, r.Partition) // inlined: this runs per record
+	if ps == nil {
+		ps = ss.partLocked(r.Topic, r.Partition)
+	}
 	if ps == nil {
 		return
 	}

@@ -48,13 +48,13 @@ import (
 // with ErrEngineNotStarted is not counted: a stopped engine has no series).
 //
 // SendAsync blocks while the producer holds as many records as it may
-// buffer (franz-go's MaxBufferedRecords, 10 000 by default) until there is
-// room or ctx ends. During a stop, handlers finishing their records may
-// still send: Stop flushes the producer after the streams have stopped, and
-// every done function has returned when Stop returns (records still unsent
-// at Stop's deadline fail with franz-go's ErrClientClosed; Stop waits up to
-// five seconds more for their done functions, and reports any still
-// running).
+// buffer (DefaultMaxBufferedRecords, 10 000, unless ClientOptions sets
+// kgo.MaxBufferedRecords) until there is room or ctx ends. During a stop,
+// handlers finishing their records may still send: Stop flushes the
+// producer after the streams have stopped, and every done function has
+// returned when Stop returns (records still unsent at Stop's deadline fail
+// with franz-go's ErrClientClosed; Stop waits up to five seconds more for
+// their done functions, and reports any still running).
 //
 // The options are those of Send. value, the key and the headers must not be
 // modified until done is called; when done is given ctx's error, the

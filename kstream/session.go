@@ -46,6 +46,7 @@ type session struct {
 	rebalancePending atomic.Bool
 	fetchCtx         context.Context // canceled by stopFetching
 	fetchDone        <-chan struct{} // fetchCtx.Done()
+	fetchStopped     atomic.Bool     // set by stopFetching just before it cancels fetchCtx
 	stopFetching     context.CancelFunc
 	abortCtx         context.Context // the client's context; canceled by abort
 	abort            context.CancelFunc
@@ -99,8 +100,8 @@ type session struct {
 // partLocked returns the state of r's partition, creating it for a stream
 // without a group (which owns every partition it fetches). ss.mu is held.
 func (ss *session) partLocked(topic string, partition int32) *partState {
-	if ss.last != nil && ss.lastTP.partition == partition && ss.lastTP.topic == topic {
-		return ss.last
+	if ps := ss.cachedPartLocked(topic, partition); ps != nil {
+		return ps
 	}
 	tp := topicPartition{topic, partition}
 	ps := ss.parts[tp]
@@ -112,6 +113,18 @@ func (ss *session) partLocked(topic string, partition int32) *partState {
 		ss.last, ss.lastTP = ps, tp
 	}
 	return ps
+}
+
+// cachedPartLocked is partLocked's cache alone: the state of the partition
+// looked up last, if it is this one, else nil. It is small enough to be
+// inlined, which partLocked (with its map lookup) is not, so the per-record
+// callers (popLocked, markLocked) try it first: records come partition by
+// partition, so it nearly always hits. ss.mu is held.
+func (ss *session) cachedPartLocked(topic string, partition int32) *partState {
+	if ps := ss.last; ps != nil && ss.lastTP.partition == partition && ss.lastTP.topic == topic {
+		return ps
+	}
+	return nil
 }
 
 // client returns the session's franz-go client. A rebalance callback can

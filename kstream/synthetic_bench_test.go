@@ -263,7 +263,8 @@ func (c *synStream) read(ctx context.Context, each func([]byte) bool) error {
 func (c *synStream) close() error { return c.s.Close() }
 
 // synFranz is the baseline: franz-go used directly, with the client options
-// a stream sets. Without a group it is a plain PollRecords loop. With one
+// a stream sets (FetchMaxWait, FetchMaxBytes: a smaller fetch costs more
+// per record here, where the broker does no work per byte). Without a group it is a plain PollRecords loop. With one
 // it does what a stream does by default, in the leanest hand-written form:
 // rebalances blocked while a poll's records are in hand, each poll's
 // progress marked once per partition (its last record) when the poll is
@@ -285,6 +286,7 @@ func newSynFranz(brokers []string, group, markAll bool) (*synFranz, error) {
 		kgo.ConsumeTopics(synBenchTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(kstream.DefaultFetchMaxWait),
+		kgo.FetchMaxBytes(kstream.DefaultFetchMaxBytes),
 	}
 	if group {
 		opts = append(opts,

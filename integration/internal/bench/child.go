@@ -46,8 +46,14 @@ type spec struct {
 	EndOffsets []int64  `json:"end_offsets,omitempty"` // consume: per partition
 	// NotIdempotent turns off franz-go's (and so kstream's) idempotent
 	// writes, which kafka-go lacks and sarama leaves off by default.
-	NotIdempotent bool  `json:"not_idempotent,omitempty"`
-	Timeout       int64 `json:"timeout_ns"`
+	NotIdempotent bool   `json:"not_idempotent,omitempty"`
+	Timeout       int64  `json:"timeout_ns"`
+	ProfileName   string `json:"profile_name,omitempty"` // file stem of its profiles (envProfile)
+	// Fetch sizes of the kstream consumers, when not their defaults.
+	FetchMaxBytes          int32 `json:"fetch_max_bytes,omitempty"`
+	FetchMaxPartitionBytes int32 `json:"fetch_max_partition_bytes,omitempty"`
+	// EngineLinger, if positive, is the kstream engines' kgo.ProducerLinger.
+	EngineLinger int64 `json:"engine_linger_ns,omitempty"`
 }
 
 // Result is what one client run measured. The child fills everything but
@@ -62,7 +68,14 @@ type Result struct {
 	AllocBytes uint64 `json:"alloc_bytes"`
 	GCs        uint32 `json:"gcs"`
 	MaxRSSKB   int64  `json:"max_rss_kb"`
-	Err        string `json:"err,omitempty"`
+	// PeakHeapKB is the most the Go heap held (allocated objects, garbage
+	// not yet swept included), sampled every heapSampleEvery over the
+	// window, and at its end.
+	PeakHeapKB int64 `json:"peak_heap_kb"`
+	// External: the client ran in a process of its own (kcat); CPUNS and
+	// MaxRSSKB are that process's, and there are no Go allocations.
+	External bool   `json:"external,omitempty"`
+	Err      string `json:"err,omitempty"`
 
 	BrokerCPUNS int64 `json:"broker_cpu_ns"` // the broker process, whole child lifetime; -1 unknown
 	ChildNS     int64 `json:"child_ns"`      // the child process, start to exit
@@ -194,6 +207,9 @@ func runClient(sp spec) Result {
 	}
 	m.fill(&res)
 	res.MaxRSSKB = maxRSSKB()
+	if m.ext != nil {
+		res.MaxRSSKB = m.ext.maxRSSKB
+	}
 	if err != nil {
 		res.Err = err.Error()
 	}
@@ -269,7 +285,7 @@ func runChild(ctx context.Context, exe string, sp spec, brokerPID int) Result {
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(sp.Timeout)+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, exe)
-	cmd.Env = append(childEnv(), envRole+"=client", envSpec+"="+string(js))
+	cmd.Env = append(childEnv(), envRole+"=client", envSpec+"="+string(js), envProfileName+"="+sp.ProfileName)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &tailBuffer{buf: &stderr, max: 4096}
@@ -312,7 +328,7 @@ func runChild(ctx context.Context, exe string, sp spec, brokerPID int) Result {
 func childEnv() []string {
 	var env []string
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, envRole+"=") && !strings.HasPrefix(e, envSpec+"=") && !strings.HasPrefix(e, envNumBrokers+"=") {
+		if !strings.HasPrefix(e, envRole+"=") && !strings.HasPrefix(e, envSpec+"=") && !strings.HasPrefix(e, envNumBrokers+"=") && !strings.HasPrefix(e, envProfileName+"=") {
 			env = append(env, e)
 		}
 	}

@@ -35,6 +35,7 @@ type consumer struct {
 	name string // as shown in tables
 	how  string // one line for the docs
 	run  func(ctx context.Context, sp spec, m *meter, t *tally) error
+	ref  string // the client its ratios are to; empty: the baseline
 }
 
 var consumers = map[string]consumer{
@@ -55,7 +56,7 @@ var consumers = map[string]consumer{
 	},
 	"franz-go-last": {
 		name: "franz-go PollRecords, mark last",
-		how:  "as franz-go PollRecords, but walking the poll partition by partition (EachPartition) and marking only each partition's last record",
+		how:  "as franz-go PollRecords, but walking the poll partition by partition (EachPartition) and marking only each partition's last record; with a stream's fetch settings (FetchMaxWait 500ms, FetchMaxBytes 8 MiB)",
 		run:  consumeFranzLast,
 	},
 	"kafka-go": {
@@ -68,9 +69,61 @@ var consumers = map[string]consumer{
 		how:  "ConsumerGroup (Version 3.9), Offsets.Initial OffsetOldest, AutoCommit.Interval 1s; ConsumeClaim loop with MarkMessage per record",
 		run:  consumeSarama,
 	},
+	"kcat": {
+		name: "kcat (librdkafka) -G",
+		how:  "kcat -G (librdkafka's KafkaConsumer), auto.offset.reset earliest, auto commit every 1s, -c N, printing \"partition offset size\" per record (external process: its CPU and peak RSS, no Go heap)",
+		run:  consumeKcat(true),
+	},
+	nogroupBaselineID: {
+		name: "franz-go PollRecords, no group (count)",
+		how:  "kgo client without a group, from the start; PollRecords(500) and count, with a stream's fetch settings: the leanest loop, baseline of the rows without a group",
+		run:  consumeFranzCount,
+		ref:  nogroupBaselineID,
+	},
+	"kstream-records-nogroup": {
+		name: "kstream Records, no group",
+		how:  "Stream[[]byte].Records range loop without Group (no marks, no commits)",
+		run:  consumeKstreamRecordsNoGroup,
+		ref:  nogroupBaselineID,
+	},
+	"kstream-handle-nogroup": {
+		name: "kstream Handle, no group",
+		how:  "Engine with one Stream[[]byte].Handle(handler) without Group",
+		run:  consumeKstreamHandleNoGroup,
+		ref:  nogroupBaselineID,
+	},
+	"kcat-nogroup": {
+		name: "kcat (librdkafka) -C, no group",
+		how:  "kcat -C -o beginning on every partition, -c N, printing \"partition offset size\" per record",
+		run:  consumeKcat(false),
+		ref:  nogroupBaselineID,
+	},
 }
 
-var consumerOrder = []string{"franz-go", "franz-go-last", "kstream-records", "kstream-handle", "kafka-go", "sarama"}
+// leanFetchOpts are the fetch settings of the lean franz-go loops
+// (franz-go-last, franz-go-count): those a stream's client has, so that
+// the comparison with kstream is of the per-record work alone. The
+// baseline (franz-go) keeps franz-go's defaults. A run's -fetch-max-bytes
+// and -fetch-max-partition-bytes apply to them too.
+func leanFetchOpts(sp spec) []kgo.Opt {
+	return kstreamFetchOpts(sp, kgo.FetchMaxWait(kstream.DefaultFetchMaxWait), kgo.FetchMaxBytes(kstream.DefaultFetchMaxBytes))
+}
+
+// kstreamFetchOpts adds the run's fetch sizes (-fetch-max-bytes,
+// -fetch-max-partition-bytes), if set, to a kstream consumer's client
+// options; the other clients keep their defaults.
+func kstreamFetchOpts(sp spec, opts ...kgo.Opt) []kgo.Opt {
+	if sp.FetchMaxBytes > 0 {
+		opts = append(opts, kgo.FetchMaxBytes(sp.FetchMaxBytes))
+	}
+	if sp.FetchMaxPartitionBytes > 0 {
+		opts = append(opts, kgo.FetchMaxPartitionBytes(sp.FetchMaxPartitionBytes))
+	}
+	return opts
+}
+
+var consumerOrder = []string{"franz-go", "franz-go-last", "kstream-records", "kstream-handle", "kafka-go", "sarama", "kcat",
+	nogroupBaselineID, "kstream-records-nogroup", "kstream-handle-nogroup", "kcat-nogroup"}
 
 func consumeKstreamRecords(ctx context.Context, sp spec, m *meter, t *tally) error {
 	m.Start()
@@ -79,7 +132,7 @@ func consumeKstreamRecords(ctx context.Context, sp spec, m *meter, t *tally) err
 		kstream.Topics(sp.Topic),
 		kstream.Group(sp.Group),
 		kstream.Logger(discardLogger),
-		kstream.ClientOptions(kgo.AutoCommitInterval(commitInterval)),
+		kstream.ClientOptions(kstreamFetchOpts(sp, kgo.AutoCommitInterval(commitInterval))...),
 	)
 	if err != nil {
 		return err
@@ -104,7 +157,7 @@ func consumeKstreamHandle(ctx context.Context, sp spec, m *meter, t *tally) erro
 	eng, err := kstream.NewEngine(
 		kstream.Brokers(sp.Brokers...),
 		kstream.Logger(discardLogger),
-		kstream.ClientOptions(kgo.AutoCommitInterval(commitInterval)),
+		kstream.ClientOptions(kstreamFetchOpts(sp, kgo.AutoCommitInterval(commitInterval))...),
 	)
 	if err != nil {
 		return err
@@ -192,7 +245,7 @@ func consumeFranz(ctx context.Context, sp spec, m *meter, t *tally) error {
 // the poll's records, and one mark per partition per poll.
 func consumeFranzLast(ctx context.Context, sp spec, m *meter, t *tally) error {
 	m.Start()
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append(leanFetchOpts(sp),
 		kgo.SeedBrokers(sp.Brokers...),
 		kgo.ConsumerGroup(sp.Group),
 		kgo.ConsumeTopics(sp.Topic),
@@ -200,7 +253,7 @@ func consumeFranzLast(ctx context.Context, sp spec, m *meter, t *tally) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(commitInterval),
-	)
+	)...)
 	if err != nil {
 		return err
 	}

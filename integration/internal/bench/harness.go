@@ -47,8 +47,15 @@ type Config struct {
 	// NotIdempotent makes franz-go and kstream producers write without
 	// idempotence, as kafka-go and sarama (by default) do.
 	NotIdempotent bool
-	Exe           string // executable started as children; empty: this one
-	Log           io.Writer
+	// FetchMaxBytes and FetchMaxPartitionBytes, if positive, are given to
+	// the kstream consumers (kgo.FetchMaxBytes, kgo.FetchMaxPartitionBytes
+	// through ClientOptions) instead of their defaults.
+	FetchMaxBytes, FetchMaxPartitionBytes int32
+	// EngineLinger, if positive, is given to the kstream engines'
+	// producers (kgo.ProducerLinger through ClientOptions).
+	EngineLinger time.Duration
+	Exe          string // executable started as children; empty: this one
+	Log          io.Writer
 }
 
 // Report is what a harness run measured.
@@ -67,13 +74,16 @@ type Table struct {
 	Partitions int
 	Batch      int
 	Rounds     int
-	Baseline   string // client ID the ratios are to
+	Baseline   string // client ID the ratios are to (but see Row.Ref)
 	Rows       []Row
+	Notes      []string // clients left out, and why
 }
 
 // Row is one client's medians over the rounds of a table.
 type Row struct {
 	ID, Name, How string
+	Ref           string // client ID its ratios are to
+	External      bool   // ran in a process of its own (kcat): no Go heap or allocations
 	Runs, Failed  int
 	Errors        []string
 	Consumed      []int64 // records each run consumed or had acknowledged
@@ -86,7 +96,7 @@ type Row struct {
 	SteadyRatio                 float64
 	CPUPerM, BrokerCPUPerM      float64 // CPU seconds per million records
 	AllocsPerRec, AllocBytesRec float64
-	RSSMiB                      float64
+	RSSMiB, HeapMiB             float64 // peak RSS; peak Go heap (objects)
 }
 
 var runID = time.Now().UnixNano()
@@ -122,6 +132,17 @@ func clientIDs(scenario string) []string {
 	}
 	return ids
 }
+
+// refOf returns the client whose runs a client's ratios are to.
+func refOf(scenario, id string) string {
+	if scenario == scenarioConsume && consumers[id].ref != "" {
+		return consumers[id].ref
+	}
+	return baselineID
+}
+
+// external reports whether a client runs as a program of its own (kcat).
+func external(id string) bool { return id == "kcat" || id == "kcat-nogroup" }
 
 func clientInfo(scenario, id string) (name, how string) {
 	if scenario == scenarioConsume {
@@ -201,8 +222,16 @@ func (s selection) pick(scenario string) []string {
 	if len(out) == 0 {
 		return nil
 	}
-	if !slices.Contains(out, baselineID) {
-		out = append([]string{baselineID}, out...)
+	// The clients the ratios are to run too, in the scenario's order.
+	need := map[string]bool{baselineID: true}
+	for _, id := range out {
+		need[id], need[refOf(scenario, id)] = true, true
+	}
+	out = out[:0]
+	for _, id := range clientIDs(scenario) {
+		if need[id] {
+			out = append(out, id)
+		}
 	}
 	return out
 }
@@ -403,6 +432,11 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		}
 	}
 	t := &Table{Scenario: scenario, Size: size, Records: n, Partitions: partitions, Batch: cfg.Batch, Rounds: cfg.Rounds, Baseline: baselineID}
+	if !kcatAvailable() {
+		ids = slices.DeleteFunc(slices.Clone(ids), external)
+		t.Notes = append(t.Notes, "kcat (librdkafka) left out: kcat not found on PATH (apt-get install kcat, or set KCAT)")
+		cfg.logf("[%s %dB] kcat not found: its runs are left out", scenario, size)
+	}
 	base := spec{
 		Scenario:   scenario,
 		Brokers:    brokers,
@@ -413,6 +447,10 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		Timeout:    int64(cfg.Timeout),
 
 		NotIdempotent: cfg.NotIdempotent,
+
+		FetchMaxBytes:          cfg.FetchMaxBytes,
+		FetchMaxPartitionBytes: cfg.FetchMaxPartitionBytes,
+		EngineLinger:           int64(cfg.EngineLinger),
 	}
 	consumes := isConsume(scenario) || isTransform(scenario)
 	if consumes {
@@ -429,9 +467,10 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		defer adm.deleteTopic(context.Background(), base.Topic)
 	}
 
-	one := func(id string) (Result, error) {
+	one := func(id string, round int) (Result, error) {
 		sp := base
 		sp.Client = id
+		sp.ProfileName = profileName(sp, round)
 		switch {
 		case isTransform(scenario):
 			sp.Group = uniqueName("group-" + id)
@@ -474,7 +513,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 	}
 
 	if cfg.Warmup {
-		res, err := one(baselineID)
+		res, err := one(baselineID, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -487,7 +526,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		k := round % len(order)
 		order = append(order[k:], order[:k]...)
 		for _, id := range order {
-			res, err := one(id)
+			res, err := one(id, round+1)
 			if err != nil {
 				return nil, err
 			}
@@ -496,11 +535,11 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		}
 	}
 
-	baseRes := results[baselineID]
 	for _, id := range ids {
 		name, how := clientInfo(scenario, id)
-		row := Row{ID: id, Name: name, How: how}
-		var rate, mbs, steady, cpu, bcpu, allocs, allocB, rss, ratios, sratios []float64
+		row := Row{ID: id, Name: name, How: how, Ref: refOf(scenario, id), External: external(id)}
+		baseRes := results[row.Ref]
+		var rate, mbs, steady, cpu, bcpu, allocs, allocB, rss, heap, ratios, sratios []float64
 		for round, r := range results[id] {
 			row.Runs++
 			row.Consumed = append(row.Consumed, r.Records)
@@ -525,6 +564,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 			allocs = append(allocs, float64(r.Mallocs)/float64(n))
 			allocB = append(allocB, float64(r.AllocBytes)/float64(n))
 			rss = append(rss, float64(r.MaxRSSKB)/1024)
+			heap = append(heap, float64(r.PeakHeapKB)/1024)
 			var st float64
 			if r.SteadyNS > 0 {
 				st = float64(n) / (float64(r.SteadyNS) / 1e9)
@@ -550,7 +590,7 @@ func runScenario(ctx context.Context, cfg *Config, adm *admin, exe string, broke
 		if len(bcpu) == 0 {
 			row.BrokerCPUPerM = -1
 		}
-		row.AllocsPerRec, row.AllocBytesRec, row.RSSMiB = median(allocs), median(allocB), median(rss)
+		row.AllocsPerRec, row.AllocBytesRec, row.RSSMiB, row.HeapMiB = median(allocs), median(allocB), median(rss), median(heap)
 		t.Rows = append(t.Rows, row)
 	}
 	return t, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,13 +29,17 @@ func Main() {
 	partitions := fs.Int("partitions", 6, "partitions of every topic")
 	rounds := fs.Int("rounds", 5, "measured rounds; each round runs every client once, in rotated order")
 	batch := fs.Int("batch", 1000, "records per call in produce-batch and produce-async")
-	only := fs.String("only", "", "comma-separated scenarios ("+strings.Join(Scenarios, ", ")+"), clients (franz-go, franz-go-last, kstream-records, kstream-handle, kstream-send, kstream-producer, kstream-emit, kstream-eos, kafka-go, sarama) or scenario/client; franz-go, the baseline, is always run")
+	only := fs.String("only", "", "comma-separated scenarios ("+strings.Join(Scenarios, ", ")+"), clients (franz-go, franz-go-last, kstream-records, kstream-handle, kstream-send, kstream-producer, kstream-emit, kstream-eos, kafka-go, sarama, kcat, franz-go-count, kstream-records-nogroup, kstream-handle-nogroup, kcat-nogroup) or scenario/client; franz-go, the baseline, is always run")
 	quick := fs.Bool("quick", false, "CI smoke run: 20000 records, 2000 sync records, 5000 transform records, 3 rounds (unless set explicitly)")
 	brokers := fs.String("brokers", "", "comma-separated brokers of an existing cluster (also KAFKA_BROKERS); default: start a kfake broker in a child process")
 	numBrokers := fs.Int("num-brokers", 1, "brokers of the kfake cluster the harness starts")
 	timeout := fs.Duration("timeout", 3*time.Minute, "limit of one client run")
 	warmup := fs.Bool("warmup", true, "run the franz-go baseline once, unmeasured, before each scenario")
 	idempotent := fs.Bool("idempotent", true, "franz-go and kstream producers write idempotently (franz-go's default; kafka-go cannot, sarama does not by default)")
+	fetchMax := fs.Int("fetch-max-bytes", 0, "kgo.FetchMaxBytes of the kstream consumers (through ClientOptions); 0: kstream's default")
+	fetchPart := fs.Int("fetch-max-partition-bytes", 0, "kgo.FetchMaxPartitionBytes of the kstream consumers; 0: kstream's default")
+	engineLinger := fs.Duration("engine-linger", 0, "kgo.ProducerLinger of the kstream engines' producers (through ClientOptions); 0: the engine's default, no linger")
+	profile := fs.String("profile", "", "directory: every client run writes a CPU profile of its measured window and an allocation profile there (<scenario>-<size>B-<client>-r<round>.{cpu,allocs}.pprof; round 0 is the warm-up)")
 	_ = fs.Parse(os.Args[1:])
 
 	set := map[string]bool{}
@@ -69,7 +74,11 @@ func Main() {
 		Warmup:           *warmup,
 
 		NotIdempotent: !*idempotent,
-		Log:           os.Stderr,
+
+		FetchMaxBytes:          int32(*fetchMax),
+		FetchMaxPartitionBytes: int32(*fetchPart),
+		EngineLinger:           *engineLinger,
+		Log:                    os.Stderr,
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -81,6 +90,17 @@ func Main() {
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
+	}
+	if *profile != "" {
+		dir, err := filepath.Abs(*profile)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchcompare: -profile:", err)
+			os.Exit(2)
+		}
+		os.Setenv(envProfile, dir) // the children inherit it
 	}
 	if *brokers != "" {
 		cfg.Brokers = strings.Split(*brokers, ",")

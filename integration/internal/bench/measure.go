@@ -25,6 +25,19 @@ type meter struct {
 
 	ru0, ru1 syscall.Rusage
 	ms0, ms1 runtime.MemStats
+
+	heap heapSampler
+	prof profiler
+
+	// ext is set by a client that runs in a process of its own (kcat):
+	// its CPU time and peak RSS are that process's, and it has no Go heap.
+	ext *extUsage
+}
+
+// extUsage is what a client run in another process (kcat) used.
+type extUsage struct {
+	cpuNS    int64
+	maxRSSKB int64
 }
 
 func newMeter() *meter { return &meter{stopped: make(chan struct{})} }
@@ -34,6 +47,8 @@ func newMeter() *meter { return &meter{stopped: make(chan struct{})} }
 func (m *meter) Start() {
 	runtime.GC()
 	runtime.ReadMemStats(&m.ms0)
+	m.prof.start()
+	m.heap.start()
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &m.ru0)
 	m.start = time.Now()
 }
@@ -52,6 +67,8 @@ func (m *meter) Stop() {
 		m.end = time.Now()
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &m.ru1)
 		runtime.ReadMemStats(&m.ms1)
+		m.heap.stop()
+		m.prof.stop()
 		close(m.stopped)
 	})
 }
@@ -78,6 +95,12 @@ func (m *meter) fill(r *Result) {
 	r.Mallocs = m.ms1.Mallocs - m.ms0.Mallocs
 	r.AllocBytes = m.ms1.TotalAlloc - m.ms0.TotalAlloc
 	r.GCs = m.ms1.NumGC - m.ms0.NumGC
+	r.PeakHeapKB = max(m.heap.peak(), int64(m.ms1.HeapAlloc)) / 1024
+	if m.ext != nil {
+		r.External = true
+		r.CPUNS = m.ext.cpuNS
+		r.Mallocs, r.AllocBytes, r.GCs, r.PeakHeapKB = 0, 0, 0, 0
+	}
 }
 
 func rusageCPU(ru *syscall.Rusage) int64 {

@@ -116,10 +116,15 @@ var producers = map[string]map[string]producer{
 			how:  "AsyncProducer (WaitForAll, Return.Successes) Input() per record, Successes/Errors drained",
 			run:  produceSaramaAsync,
 		},
+		"kcat": {
+			name: "kcat (librdkafka) -P",
+			how:  "kcat -P, one record per line of its stdin (written by the child, not counted), acks=all, no compression, idempotent like franz-go; exits once every record is acknowledged (external process: its CPU and peak RSS)",
+			run:  produceKcat,
+		},
 	},
 }
 
-var producerOrder = []string{"franz-go", "kstream-send", "kstream-producer", "kafka-go", "sarama"}
+var producerOrder = []string{"franz-go", "kstream-send", "kstream-producer", "kafka-go", "sarama", "kcat"}
 
 // franzProduceOpts are the franz-go options of every franz-go and kstream
 // producer: no compression, and idempotent writes unless the run says not.
@@ -127,6 +132,17 @@ func franzProduceOpts(sp spec) []kgo.Opt {
 	opts := []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}
 	if sp.NotIdempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	return opts
+}
+
+// engineProduceOpts are a kstream engine's client options: franzProduceOpts
+// and, with -engine-linger, kgo.ProducerLinger (the engine's own default is
+// no linger, so that Send is one round trip).
+func engineProduceOpts(sp spec) []kgo.Opt {
+	opts := franzProduceOpts(sp)
+	if sp.EngineLinger > 0 {
+		opts = append(opts, kgo.ProducerLinger(time.Duration(sp.EngineLinger)))
 	}
 	return opts
 }
@@ -210,7 +226,7 @@ func newEngine(ctx context.Context, sp spec) (*kstream.Engine, func(), error) {
 	eng, err := kstream.NewEngine(
 		kstream.Brokers(sp.Brokers...),
 		kstream.Logger(discardLogger),
-		kstream.ClientOptions(franzProduceOpts(sp)...),
+		kstream.ClientOptions(engineProduceOpts(sp)...),
 	)
 	if err != nil {
 		return nil, nil, err
