@@ -327,7 +327,7 @@ type shareState struct {
 	// pending holds the records fetched and not yet acknowledged. They
 	// are all of franz-go's last poll: a share stream polls only when
 	// the buffer is empty and no record is in a body or on a lane.
-	pending    map[*kgo.Record]struct{}
+	pending map[*kgo.Record]struct{}
 	// emits counts, per record held, the records emitted for it and not
 	// yet acknowledged; accepting holds the records a body finished whose
 	// Accept waits for them (an emitted record's acknowledgement precedes
