@@ -186,12 +186,16 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	// canceling its ctx ends normally, the record in hand included, and
 	// what it emitted is written (Close flushes). ctx's values (a trace)
 	// go with the record.
-	ctx = context.WithoutCancel(orBackground(ctx))
+	ctx = orBackground(ctx)
 	op := &emitOp{ss: ss}
-	op.rec = kgo.Record{Topic: topic, Value: value, Context: ctx}
-	applySendOptions(&op.rec, ctx, opts)
-	ss.tracing.injectTrace(ctx, &op.rec)
+	op.rec = kgo.Record{Topic: topic, Value: value}
 	ss.mu.Lock()
+	if ctx != ss.emitCtxIn {
+		// A range body emits under the same ctx record after record:
+		// one WithoutCancel for all of them.
+		ss.emitCtxIn, ss.emitCtxOut = ctx, context.WithoutCancel(ctx)
+	}
+	ctx = ss.emitCtxOut
 	if recs == nil {
 		recs = ss.inflight
 	}
@@ -224,7 +228,12 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	}
 	ss.emitting.Add(1)
 	ss.mu.Unlock()
-	op.start = time.Now()
+	op.rec.Context = ctx
+	applySendOptions(&op.rec, ctx, opts)
+	ss.tracing.injectTrace(ctx, &op.rec)
+	if ss.m != nil {
+		op.start = time.Now() // for the emit latency histogram
+	}
 	ss.client().Produce(ctx, &op.rec, op.acked)
 	return nil
 }
@@ -243,6 +252,13 @@ func addTie(ties []emitTie, r *kgo.Record) []emitTie {
 // acked is an emitted record's promise.
 func (op *emitOp) acked(r *kgo.Record, err error) {
 	ss := op.ss
+	if err == nil && ss.txn != nil {
+		// Under ExactlyOnce an acknowledgement settles nothing: the
+		// transaction's end flushes and commits.
+		ss.noteEmit(r.Topic, time.Since(op.start), nil)
+		ss.emitting.Add(-1)
+		return
+	}
 	push := false
 	ss.mu.Lock()
 	if err != nil && ss.txn != nil && op.txnGen != ss.txn.gen {

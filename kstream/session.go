@@ -94,7 +94,10 @@ type session struct {
 	emitting   atomic.Int64
 	emitFailed atomic.Bool
 	emitGen    uint64 // under mu
-	txn        *txnState
+	// emitCtxIn is the ctx of the last Emit and emitCtxOut its
+	// WithoutCancel, under mu (emit.go).
+	emitCtxIn, emitCtxOut context.Context
+	txn                   *txnState
 }
 
 // partLocked returns the state of r's partition, creating it for a stream
