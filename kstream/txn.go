@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -123,7 +122,10 @@ func (ss *session) txnDeadline() time.Time {
 // a fatal error of the stream.
 //
 // It returns an error when a commit was asked for, there was something to
-// commit, and the transaction aborted instead.
+// commit, and the transaction aborted because of an error or a failed
+// emit; a transaction that aborted because the group moved on while it was
+// open (a revoke, a new generation or member epoch) is how a rebalance ends
+// a transaction, not a failure.
 func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	t := ss.txn
 	t.mu.Lock()
@@ -180,7 +182,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 		commit = false
 	}
 	committed, err := t.sess.End(ctx, kgo.TransactionEndTry(commit))
-	t.revoked.Store(false)
+	rebalanced := t.revoked.Swap(false)
 	ss.mu.Lock()
 	// Emits of this transaction that fail from now on (an abort fails
 	// what was buffered) belong to it, not to the next.
@@ -223,10 +225,12 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 			aborted = fmt.Errorf("transaction aborted: %w", err)
 		case len(failures) > 0:
 			aborted = fmt.Errorf("transaction aborted: %w", failures[0])
-		default:
-			aborted = errTxnAborted
 		}
-		ss.log.Warn("transaction aborted; its records will be delivered again", "emit_failures", len(failures), "err", err)
+		// Otherwise the group moved on while the transaction was open (a
+		// revoke, a new generation or member epoch): franz-go aborts it
+		// by design and its records go to their owners again. Not an
+		// error of the end (Close, for one, succeeds).
+		ss.log.Warn("transaction aborted; its records will be delivered again", "emit_failures", len(failures), "rebalanced", rebalanced, "err", err)
 	}
 	if err == nil && !ss.closing.Load() {
 		err = ss.beginTxn()
@@ -241,10 +245,6 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	}
 	return aborted
 }
-
-// errTxnAborted: a transaction asked to commit aborted, because the group
-// rebalanced (or the member was fenced) while it was open.
-var errTxnAborted = errors.New("transaction aborted: the group rebalanced while it was open")
 
 // noteDropped records that dropping a concurrent stream's lane work left a
 // gap (dispatcher.giveWay), for the open transaction.
