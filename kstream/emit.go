@@ -192,10 +192,13 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	ss.mu.Lock()
 	if ctx != ss.emitCtxIn {
 		// A range body emits under the same ctx record after record:
-		// one WithoutCancel for all of them.
-		ss.emitCtxIn, ss.emitCtxOut = ctx, context.WithoutCancel(ctx)
+		// one WithoutCancel (and one sendCtx for ToPartition) for all
+		// of them.
+		out := context.WithoutCancel(ctx)
+		ss.emitCtxIn, ss.emitCtxOut = ctx, out
+		ss.emitCtxManual = &sendCtx{Context: out, manual: true}
 	}
-	ctx = ss.emitCtxOut
+	ctx, manualCtx := ss.emitCtxOut, ss.emitCtxManual
 	if recs == nil {
 		recs = ss.inflight
 	}
@@ -229,7 +232,9 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	ss.emitting.Add(1)
 	ss.mu.Unlock()
 	op.rec.Context = ctx
-	applySendOptions(&op.rec, ctx, opts)
+	if applySendOptions(&op.rec, opts) {
+		op.rec.Context = manualCtx
+	}
 	ss.tracing.injectTrace(ctx, &op.rec)
 	if ss.m != nil {
 		op.start = time.Now() // for the emit latency histogram
@@ -255,7 +260,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 	if err == nil && ss.txn != nil {
 		// Under ExactlyOnce an acknowledgement settles nothing: the
 		// transaction's end flushes and commits.
-		ss.noteEmit(r.Topic, time.Since(op.start), nil)
+		ss.noteEmit(r.Topic, op.start, nil)
 		ss.emitting.Add(-1)
 		return
 	}
@@ -264,7 +269,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 	if err != nil && ss.txn != nil && op.txnGen != ss.txn.gen {
 		err = nil // failed by the abort of its transaction: not a failure of its own
 	} else {
-		ss.noteEmit(r.Topic, time.Since(op.start), err)
+		ss.noteEmit(r.Topic, op.start, err)
 	}
 	if err != nil {
 		ss.log.Warn("emitted record failed; its source record will be delivered again", "to", r.Topic, "source_topic", op.ties[0].tp.topic, "source_partition", op.ties[0].tp.partition, "source_offset", op.ties[0].off, "err", err)
@@ -508,9 +513,10 @@ func (ss *session) recoverEmits() {
 	}
 }
 
-// applySendOptions applies opts to r, as sendOp.prepare does for sends.
-func applySendOptions(r *kgo.Record, ctx context.Context, opts []SendOption) {
-	manual := false
+// applySendOptions applies opts to r, as sendOp.prepare does for sends, and
+// reports whether one of them chose the partition (ToPartition): the
+// record's Context must then say so to the partitioner (sendCtx).
+func applySendOptions(r *kgo.Record, opts []SendOption) (manual bool) {
 	for i := range opts {
 		switch o := &opts[i]; o.field {
 		case sendKey:
@@ -523,7 +529,5 @@ func applySendOptions(r *kgo.Record, ctx context.Context, opts []SendOption) {
 			r.Timestamp = o.time
 		}
 	}
-	if manual {
-		r.Context = &sendCtx{Context: ctx, manual: true}
-	}
+	return manual
 }

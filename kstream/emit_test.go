@@ -426,3 +426,41 @@ func TestEmitInjectsTraceContext(t *testing.T) {
 		t.Fatalf("emitted record's traceparent %q, want %q", got, want)
 	}
 }
+
+// Emit honours ToPartition (and, without it, partitions by key).
+func TestEmitToPartition(t *testing.T) {
+	e := newEnv(t, 1, 4)
+	out := e.topic + "-out"
+	if err := e.c.CreateTopic(e.ctx, out, 3); err != nil {
+		t.Fatal(err)
+	}
+	s := e.stream(kstream.Group("g"))
+	err := opened(e.ctx, s, func(context.Context) error {
+		lctx, cancel := context.WithCancel(e.ctx)
+		defer cancel()
+		for rec, err := range s.Records(lctx) {
+			if err != nil {
+				return err
+			}
+			if err := s.Emit(lctx, out, []byte(rec.Value), kstream.ToPartition(int32(rec.Offset%2)+1)); err != nil {
+				return err
+			}
+			if rec.Offset == 3 {
+				cancel()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := e.c.Admin().ListEndOffsets(e.ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { got[o.Partition] = o.Offset })
+	if got[0] != 0 || got[1] != 2 || got[2] != 2 {
+		t.Fatalf("output end offsets by partition %v, want 0:0 1:2 2:2", got)
+	}
+}

@@ -534,7 +534,9 @@ func getAsyncOp() *sendOp {
 // that says so, made after the options, so that no option can undo it.
 func (op *sendOp) prepare(ctx context.Context, topic string, key, value []byte, opts []SendOption) {
 	op.rec = kgo.Record{Topic: topic, Key: key, Value: value, Context: ctx}
-	applySendOptions(&op.rec, ctx, opts)
+	if applySendOptions(&op.rec, opts) {
+		op.rec.Context = &sendCtx{Context: ctx, manual: true}
+	}
 }
 
 // release clears op, so that nothing of the caller's is kept, and makes it

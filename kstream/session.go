@@ -97,6 +97,7 @@ type session struct {
 	// emitCtxIn is the ctx of the last Emit and emitCtxOut its
 	// WithoutCancel, under mu (emit.go).
 	emitCtxIn, emitCtxOut context.Context
+	emitCtxManual         *sendCtx // emitCtxOut saying ToPartition chose the partition
 	txn                   *txnState
 }
 
