@@ -275,6 +275,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		ss.log.Warn("emitted record failed; its source record will be delivered again", "to", r.Topic, "source_topic", op.ties[0].tp.topic, "source_partition", op.ties[0].tp.partition, "source_offset", op.ties[0].off, "err", err)
 	}
 	if ss.share {
+		// The source's Accept, or its release (share.go).
 		for _, src := range op.srcs {
 			ss.shareEmitDoneLocked(src, err != nil)
 		}
@@ -282,11 +283,31 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 			t := op.ties[0]
 			ss.errs = append(ss.errs, &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err})
 		}
+	} else {
+		op.settleTiesLocked(r, err)
 	}
+	if err != nil && ss.ctl.wake != nil {
+		// A range waiting for records handles the failure now.
+		ss.ctl.woken = true
+		ss.ctl.wake()
+	}
+	push = ss.dirty && ss.pushDue.Load() && !ss.closing.Load()
+	ss.mu.Unlock()
+	ss.emitting.Add(-1)
+	if push {
+		// The loop may be waiting for records: push now, as the mark
+		// timer, which is idle, would have.
+		ss.pushMarks(ss.client())
+	}
+}
+
+// settleTiesLocked records the outcome of op's record r for each source
+// partition it ties: under ExactlyOnce a failure for the transaction;
+// in the default mode the acknowledgement, or the failure, that moves or
+// holds the partition's commit watermark. session.mu is held.
+func (op *emitOp) settleTiesLocked(r *kgo.Record, err error) {
+	ss := op.ss
 	for _, t := range op.ties {
-		if ss.share {
-			break
-		}
 		var fail *EmitError
 		if err != nil {
 			fail = &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err}
@@ -310,19 +331,6 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 			ss.emitFailed.Store(true)
 		}
 		ss.settleEmitsLocked(ps)
-	}
-	if err != nil && ss.ctl.wake != nil {
-		// A range waiting for records handles the failure now.
-		ss.ctl.woken = true
-		ss.ctl.wake()
-	}
-	push = ss.dirty && ss.pushDue.Load() && !ss.closing.Load()
-	ss.mu.Unlock()
-	ss.emitting.Add(-1)
-	if push {
-		// The loop may be waiting for records: push now, as the mark
-		// timer, which is idle, would have.
-		ss.pushMarks(ss.client())
 	}
 }
 
