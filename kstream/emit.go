@@ -159,15 +159,29 @@ func sourceFrom(ctx context.Context) *emitSource {
 }
 
 // emitOp is one emitted record until its acknowledgement: one allocation
-// per Emit, its promise bound once.
+// per Emit (kept small: it is the per-record cost of Emit), its promise
+// bound once.
 type emitOp struct {
-	ss     *session
 	rec    kgo.Record
-	ties   []emitTie
-	one    [1]emitTie
-	start  time.Time
-	txnGen uint64        // under ExactlyOnce, the transaction it was emitted in
-	srcs   []*kgo.Record // on a share stream, the records it was emitted for
+	ss     *session
+	one    [1]emitTie // the source partition of a single record
+	more   *emitMore  // a batch's source partitions; a share stream's sources
+	start  int64      // unix nanos of the Emit, with metrics only
+	txnGen uint64     // under ExactlyOnce, the transaction it was emitted in
+}
+
+// emitMore is what an emitOp needs beyond one source partition.
+type emitMore struct {
+	ties []emitTie     // when the source records span partitions
+	srcs []*kgo.Record // on a share stream, the records it was emitted for
+}
+
+// ties returns the source partitions op holds back.
+func (op *emitOp) ties() []emitTie {
+	if op.more != nil && op.more.ties != nil {
+		return op.more.ties
+	}
+	return op.one[:]
 }
 
 // emitTie names a source partition and record an emit holds back: the
@@ -206,22 +220,29 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 		ss.mu.Unlock()
 		return ErrNoRecordInHand
 	}
-	op.ties = op.one[:0]
-	for _, r := range recs {
-		op.ties = addTie(op.ties, r)
+	ties := addTie(op.one[:0], recs[0])
+	for _, r := range recs[1:] {
+		ties = addTie(ties, r)
+	}
+	if len(ties) > 1 {
+		op.more = &emitMore{ties: ties}
 	}
 	switch {
 	case ss.share:
 		// The source's Accept waits for the acknowledgement.
-		op.srcs = append(op.srcs, recs...)
-		ss.shareEmittedLocked(op.srcs)
+		if op.more == nil {
+			op.more = &emitMore{}
+		}
+		op.more.srcs = append(op.more.srcs, recs...)
+		ss.shareEmittedLocked(op.more.srcs)
 	case ss.txn != nil:
 		ss.dirty = true // the transaction holds output
 		op.txnGen = ss.txn.gen
 	default:
 		// The default mode: each source partition's commit waits for it.
-		for i := range op.ties {
-			t := &op.ties[i]
+		ties := op.ties()
+		for i := range ties {
+			t := &ties[i]
 			ps := ss.parts[t.tp]
 			if ps == nil {
 				continue // revoked meanwhile: nothing of it will be committed here
@@ -237,7 +258,7 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	}
 	ss.tracing.injectTrace(ctx, &op.rec)
 	if ss.m != nil {
-		op.start = time.Now() // for the emit latency histogram
+		op.start = time.Now().UnixNano() // for the emit latency histogram
 	}
 	ss.client().Produce(ctx, &op.rec, op.acked)
 	return nil
@@ -272,15 +293,16 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		ss.noteEmit(r.Topic, op.start, err)
 	}
 	if err != nil {
-		ss.log.Warn("emitted record failed; its source record will be delivered again", "to", r.Topic, "source_topic", op.ties[0].tp.topic, "source_partition", op.ties[0].tp.partition, "source_offset", op.ties[0].off, "err", err)
+		t := op.ties()[0]
+		ss.log.Warn("emitted record failed; its source record will be delivered again", "to", r.Topic, "source_topic", t.tp.topic, "source_partition", t.tp.partition, "source_offset", t.off, "err", err)
 	}
 	if ss.share {
 		// The source's Accept, or its release (share.go).
-		for _, src := range op.srcs {
+		for _, src := range op.more.srcs {
 			ss.shareEmitDoneLocked(src, err != nil)
 		}
 		if err != nil {
-			t := op.ties[0]
+			t := op.ties()[0]
 			ss.errs = append(ss.errs, &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err})
 		}
 	} else {
@@ -307,7 +329,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 // holds the partition's commit watermark. session.mu is held.
 func (op *emitOp) settleTiesLocked(r *kgo.Record, err error) {
 	ss := op.ss
-	for _, t := range op.ties {
+	for _, t := range op.ties() {
 		var fail *EmitError
 		if err != nil {
 			fail = &EmitError{Topic: t.tp.topic, Partition: t.tp.partition, Offset: t.off, To: r.Topic, Err: err}

@@ -317,11 +317,11 @@ func (ss *session) onAutoCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp
 }
 
 // noteEmit counts an emitted record's outcome and its latency.
-func (ss *session) noteEmit(topic string, start time.Time, err error) {
+func (ss *session) noteEmit(topic string, start int64, err error) {
 	if ss.m == nil {
 		return
 	}
-	d := time.Since(start)
+	d := time.Duration(time.Now().UnixNano() - start)
 	if err != nil {
 		ss.m.emitErrors.WithLabelValues(ss.name, topic).Inc()
 		return
