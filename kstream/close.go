@@ -93,6 +93,13 @@ func (ss *session) doClose(parent context.Context) error {
 	switch {
 	case ss.txn != nil:
 		ss.txn.timer.Stop()
+		if ss.calledFromListener() {
+			// franz-go runs the listener holding the lock that ending
+			// the transaction takes: closeClient's goroutine aborts it
+			// once the listener has returned.
+			ss.txnAbortOnClose.Store(true)
+			break
+		}
 		if cerr := ss.closeTxn(ctx); cerr != nil {
 			err = fmt.Errorf("kstream: stream %q: commit on close: %w", ss.name, cerr)
 		}
@@ -150,6 +157,11 @@ func (ss *session) closeDeadline(parent context.Context) (ctx context.Context, s
 // listener returns.
 func (ss *session) closeClient(ctx context.Context) (waited, left bool) {
 	go func() {
+		if ss.txnAbortOnClose.Load() {
+			ectx, cancel := ss.txnEndCtx()
+			ss.endTxn(ectx, false)
+			cancel()
+		}
 		ss.client().CloseAllowingRebalance()
 		ss.leftOnce.Do(func() { close(ss.left) })
 	}()

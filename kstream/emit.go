@@ -505,7 +505,9 @@ func (ss *session) awaitEmits(ctx context.Context) error {
 // is aborted instead (txn.go).
 func (ss *session) recoverEmits() {
 	if ss.txn != nil {
-		ss.endTxn(ss.fetchCtx, false)
+		ectx, cancel := ss.txnEndCtx()
+		ss.endTxn(ectx, false)
+		cancel()
 		return
 	}
 	ss.mu.Lock()

@@ -211,6 +211,16 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	defer cancel()
 	defer context.AfterFunc(ss.fetchCtx, cancel)()
 	ss.mu.Lock()
+	if ss.txn != nil {
+		// Close ends the transaction only once no poll moves franz-go's
+		// position (closeTxn waits for pollDone); a poll that would
+		// start after Close began does not start.
+		if ss.closing.Load() {
+			ss.mu.Unlock()
+			return popEnd
+		}
+		ss.pollDone = make(chan struct{})
+	}
 	ss.ctl.wake = cancel
 	if ss.ctl.woken {
 		cancel()
@@ -299,6 +309,10 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	})
 	if status == popTimeout && len(ss.buf) > 0 {
 		status = popRecord
+	}
+	if ss.pollDone != nil {
+		close(ss.pollDone) // what the poll fetched is buffered now
+		ss.pollDone = nil
 	}
 	ss.mu.Unlock()
 	if seeks != nil {

@@ -98,7 +98,13 @@ type session struct {
 	// WithoutCancel, under mu (emit.go).
 	emitCtxIn, emitCtxOut context.Context
 	emitCtxManual         *sendCtx // emitCtxOut saying ToPartition chose the partition
-	txn                   *txnState
+	// pollDone, under ExactlyOnce, is closed when the poll in progress
+	// has buffered what it fetched (closeTxn waits for it); under mu.
+	pollDone chan struct{}
+	// txnAbortOnClose: Close ran in a listener, so closeClient's
+	// goroutine ends (aborts) the transaction (close.go).
+	txnAbortOnClose atomic.Bool
+	txn             *txnState
 }
 
 // partLocked returns the state of r's partition, creating it for a stream

@@ -256,8 +256,24 @@ func (ss *session) noteDropped(gap bool) {
 	}
 }
 
-// closeTxn commits the open transaction on Close.
+// closeTxn commits the open transaction on Close. A poll of the range
+// (whose ctx stopFetching ended) finishes first: franz-go's End commits
+// its read position, which a poll moves, and the records of a poll that
+// returns now are buffered, not yielded, so the end gives them back.
 func (ss *session) closeTxn(ctx context.Context) error {
+	ss.mu.Lock()
+	polling := ss.pollDone
+	ss.mu.Unlock()
+	if polling != nil {
+		select {
+		case <-polling:
+		case <-ctx.Done():
+			// The poll did not return: abort rather than commit a
+			// position it may have moved.
+			ss.endTxn(ctx, false)
+			return fmt.Errorf("waiting for the range's poll: %w", ctx.Err())
+		}
+	}
 	return ss.endTxn(ctx, true)
 }
 
