@@ -158,9 +158,7 @@ func (ss *session) closeDeadline(parent context.Context) (ctx context.Context, s
 func (ss *session) closeClient(ctx context.Context) (waited, left bool) {
 	go func() {
 		if ss.txnAbortOnClose.Load() {
-			ectx, cancel := ss.txnEndCtx()
-			ss.endTxn(ectx, false)
-			cancel()
+			ss.endTxnNow(false)
 		}
 		ss.client().CloseAllowingRebalance()
 		ss.leftOnce.Do(func() { close(ss.left) })

@@ -151,9 +151,7 @@ func (s *Stream[T]) runConcurrent(handlerCtx context.Context, fn *streamFunc[T],
 		if err != nil && ss.txn != nil && !ss.closing.Load() {
 			// A failed handler aborts the open transaction (its lanes
 			// have stopped).
-			ectx, cancel := ss.txnEndCtx()
-			ss.endTxn(ectx, false)
-			cancel()
+			ss.endTxnNow(false)
 		}
 	}()
 	// At the end of the range (a stop, a failure), the lanes drop what
@@ -468,9 +466,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 	if busy && ss.txn != nil && ss.txn.due.Load() {
 		// Lanes busy when the transaction is due: end it once the
 		// handlers running have finished (endTxn stops the lanes).
-		ectx, cancel := ss.txnEndCtx()
-		ss.endTxn(ectx, true)
-		cancel()
+		ss.endTxnNow(true)
 	}
 	ss.mu.Lock()
 	ss.inflight = ss.inflight[:0]

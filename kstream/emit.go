@@ -505,9 +505,7 @@ func (ss *session) awaitEmits(ctx context.Context) error {
 // is aborted instead (txn.go).
 func (ss *session) recoverEmits() {
 	if ss.txn != nil {
-		ectx, cancel := ss.txnEndCtx()
-		ss.endTxn(ectx, false)
-		cancel()
+		ss.endTxnNow(false)
 		return
 	}
 	ss.mu.Lock()
@@ -543,23 +541,4 @@ func (ss *session) recoverEmits() {
 	if len(rewind) > 0 {
 		ss.client().SetOffsets(rewind)
 	}
-}
-
-// applySendOptions applies opts to r, as sendOp.prepare does for sends, and
-// reports whether one of them chose the partition (ToPartition): the
-// record's Context must then say so to the partitioner (sendCtx).
-func applySendOptions(r *kgo.Record, opts []SendOption) (manual bool) {
-	for i := range opts {
-		switch o := &opts[i]; o.field {
-		case sendKey:
-			r.Key = o.bytes
-		case sendHeader:
-			r.Headers = append(r.Headers, Header{Key: o.name, Value: o.bytes})
-		case sendPartition:
-			r.Partition, manual = o.part, true
-		case sendTimestamp:
-			r.Timestamp = o.time
-		}
-	}
-	return manual
 }

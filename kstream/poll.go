@@ -102,9 +102,7 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		}
 		if ss.txn != nil && allow && ss.txnEndDueLocked() {
 			ss.mu.Unlock()
-			ectx, cancel := ss.txnEndCtx()
-			ss.endTxn(ectx, true)
-			cancel()
+			ss.endTxnNow(true)
 			ss.mu.Lock()
 			continue
 		}

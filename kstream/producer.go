@@ -556,3 +556,22 @@ func (op *sendOp) release() {
 	}
 	asyncOps.mu.Unlock()
 }
+
+// applySendOptions applies opts to r, for sends (sendOp.prepare) and Emit, and
+// reports whether one of them chose the partition (ToPartition): the
+// record's Context must then say so to the partitioner (sendCtx).
+func applySendOptions(r *kgo.Record, opts []SendOption) (manual bool) {
+	for i := range opts {
+		switch o := &opts[i]; o.field {
+		case sendKey:
+			r.Key = o.bytes
+		case sendHeader:
+			r.Headers = append(r.Headers, Header{Key: o.name, Value: o.bytes})
+		case sendPartition:
+			r.Partition, manual = o.part, true
+		case sendTimestamp:
+			r.Timestamp = o.time
+		}
+	}
+	return manual
+}

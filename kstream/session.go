@@ -189,9 +189,7 @@ func (ss *session) endRange() {
 	if ss.txn != nil && early {
 		// Leaving the loop early aborts the open transaction: every
 		// record since the last commit is delivered again.
-		ectx, cancel := ss.txnEndCtx()
-		ss.endTxn(ectx, false)
-		cancel()
+		ss.endTxnNow(false)
 	}
 	ss.pushMarks(ss.client())
 	if !ss.group {

@@ -277,11 +277,13 @@ func (ss *session) closeTxn(ctx context.Context) error {
 	return ss.endTxn(ctx, true)
 }
 
-// txnEndCtx bounds the end of a transaction: it is not given the loop's
-// ctx, whose end is a normal end of the loop, but it gives up when the
-// session is aborted.
-func (ss *session) txnEndCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ss.abortCtx, txnEndTimeout)
+// endTxnNow is endTxn bounded by its own deadline, not by the loop's ctx,
+// whose end is a normal end of the loop; it gives up when the session is
+// aborted.
+func (ss *session) endTxnNow(commit bool) error {
+	ctx, cancel := context.WithTimeout(ss.abortCtx, txnEndTimeout)
+	defer cancel()
+	return ss.endTxn(ctx, commit)
 }
 
 // txnEndTimeout bounds one end of a transaction.
