@@ -13,7 +13,10 @@ func Bytes() Codec[[]byte] { return bytesCodec{} }
 type bytesCodec struct{}
 
 func (bytesCodec) Decode(data []byte) ([]byte, error) { return data, nil }
-func (bytesCodec) Encode(v []byte) ([]byte, error)    { return v, nil }
+
+// NoPanicDecode marks Decode as one kstream need not guard (internal/nopanic).
+func (bytesCodec) NoPanicDecode()                  {}
+func (bytesCodec) Encode(v []byte) ([]byte, error) { return v, nil }
 func (bytesCodec) AppendEncode(dst, v []byte) ([]byte, error) {
 	return append(dst, v...), nil
 }
@@ -26,7 +29,10 @@ func String() Codec[string] { return stringCodec{} }
 type stringCodec struct{}
 
 func (stringCodec) Decode(data []byte) (string, error) { return string(data), nil }
-func (stringCodec) Encode(v string) ([]byte, error)    { return []byte(v), nil }
+
+// NoPanicDecode marks Decode as one kstream need not guard (internal/nopanic).
+func (stringCodec) NoPanicDecode()                  {}
+func (stringCodec) Encode(v string) ([]byte, error) { return []byte(v), nil }
 func (stringCodec) AppendEncode(dst []byte, v string) ([]byte, error) {
 	return append(dst, v...), nil
 }

@@ -162,7 +162,7 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	ss.clp.Store(cl)
 	// Pause reads the client under ss.mu: a pause either saw it, or is in
 	// ctl.paused by now.
-	ss.mu.Lock()
+	ss.lockFold()
 	paused := partitionsOf(maps.Keys(ss.ctl.paused)) // by a listener, before now
 	ss.mu.Unlock()
 	if len(paused) > 0 {
@@ -242,7 +242,7 @@ func (ss *session) dropUnknownInitialPartitions(ctx context.Context) {
 		ss.log.Warn("cannot check the partitions of initial offsets", "err", err)
 		return
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	for tp, off := range ss.initialLeft {
 		td, ok := md.Topics[tp.topic]

@@ -33,7 +33,7 @@ func (ss *session) commitYielded(ctx context.Context, explicit bool) error {
 	}
 	ss.commitMu.Lock()
 	defer ss.commitMu.Unlock()
-	ss.mu.Lock()
+	ss.lockFold()
 	offs := make(map[string]map[int32]kgo.EpochOffset)
 	for tp, ps := range ss.parts {
 		target := ss.commitTargetLocked(ps, explicit)
@@ -54,7 +54,7 @@ func (ss *session) commitRecords(ctx context.Context, recs []*kgo.Record) error 
 	}
 	ss.commitMu.Lock()
 	defer ss.commitMu.Unlock()
-	ss.mu.Lock()
+	ss.lockFold()
 	offs := make(map[string]map[int32]kgo.EpochOffset)
 	for _, r := range recs {
 		if r == nil {
@@ -106,7 +106,7 @@ func (ss *session) commitAllowed(ctx context.Context) error {
 // to owned partitions and offsets beyond the last commit. commitMu is held.
 func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]kgo.EpochOffset) error {
 	if !ss.manual {
-		ss.mu.Lock()
+		ss.lockFold()
 		for t, m := range offs {
 			for p, eo := range m {
 				if ps := ss.parts[topicPartition{t, p}]; ps != nil && eo.Offset > ps.processed {
@@ -147,7 +147,7 @@ func (ss *session) commitLocked(ctx context.Context, offs map[string]map[int32]k
 // the client.
 func (ss *session) commitMarked(ctx context.Context, cl *kgo.Client) error {
 	ss.pushMarks(cl)
-	ss.mu.Lock()
+	ss.lockFold()
 	pending := false
 	for _, ps := range ss.parts {
 		if ps.pushed > ps.committed {
@@ -161,7 +161,7 @@ func (ss *session) commitMarked(ctx context.Context, cl *kgo.Client) error {
 		ss.noteCommit(err)
 	}
 	if err == nil {
-		ss.mu.Lock()
+		ss.lockFold()
 		for _, ps := range ss.parts {
 			if ps.pushed > ps.committed {
 				ps.committed, ps.committedKnown = ps.pushed, true
@@ -173,7 +173,7 @@ func (ss *session) commitMarked(ctx context.Context, cl *kgo.Client) error {
 }
 
 func (ss *session) noteCommitted(offs map[string]map[int32]kgo.EpochOffset) {
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	for t, m := range offs {
 		for p, eo := range m {

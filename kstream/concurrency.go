@@ -453,7 +453,7 @@ const busyPoll = 50 * time.Millisecond
 // setStopDispatch installs the hook of a concurrent Handle stream that
 // stops its lanes before a rebalance (dispatcher.giveWay).
 func (ss *session) setStopDispatch(stop func() bool, drain func()) {
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	ss.stopDispatch, ss.drainDispatch = stop, drain
 }
@@ -468,7 +468,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 		// handlers running have finished (endTxn stops the lanes).
 		ss.endTxnNow(true)
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	ss.inflight = ss.inflight[:0]
 	var deadline time.Time
 	if busy && ss.pos >= len(ss.buf) { // a poll is due: keep it short
@@ -493,7 +493,7 @@ func (ss *session) nextUnmarked(ctx context.Context, done <-chan struct{}, busy 
 // markDone marks r, and so every record before it in its partition,
 // processed.
 func (ss *session) markDone(r *kgo.Record) {
-	ss.mu.Lock()
+	ss.lockFold()
 	if ss.closing.Load() && ss.txn == nil { // under ExactlyOnce, as step
 		ss.mu.Unlock()
 		return

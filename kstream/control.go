@@ -93,7 +93,7 @@ func (s *Stream[T]) Paused() map[string][]int32 {
 	if ss == nil {
 		return map[string][]int32{}
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	return partitionsOf(maps.Keys(ss.ctl.paused))
 }
@@ -114,7 +114,7 @@ func (s *Stream[T]) controlSession(what string) *session {
 // pause records the pause of the partitions this member may pause and
 // pauses their fetching.
 func (ss *session) pause(partitions map[string][]int32) {
-	ss.mu.Lock()
+	ss.lockFold()
 	add := make(map[string][]int32)
 	for t, ps := range partitions {
 		for _, p := range ps {
@@ -127,6 +127,7 @@ func (ss *session) pause(partitions map[string][]int32) {
 				ss.ctl.paused = make(map[topicPartition]bool)
 			}
 			ss.ctl.paused[tp] = true
+			ss.runStop.Store(true) // the run may hold its records
 			add[t] = append(add[t], p)
 		}
 	}
@@ -143,7 +144,7 @@ func (ss *session) pause(partitions map[string][]int32) {
 // resume ends the pause of the partitions, putting their kept records back
 // in the buffer, and resumes their fetching.
 func (ss *session) resume(partitions map[string][]int32) {
-	ss.mu.Lock()
+	ss.lockFold()
 	del := make(map[string][]int32)
 	for t, ps := range partitions {
 		for _, p := range ps {
@@ -195,6 +196,7 @@ func (ss *session) holdLocked(tp topicPartition, r *kgo.Record) {
 // break, which were in hand when the pause came), before those with higher
 // ones (fetched before the pause reached franz-go). ss.mu is held.
 func (ss *session) insertHeldLocked(held []*kgo.Record) {
+	ss.endRunLocked()
 	first := held[0]
 	at := ss.pos
 	for i := ss.pos; i < len(ss.buf); i++ {
@@ -215,6 +217,7 @@ func (ss *session) insertHeldLocked(held []*kgo.Record) {
 // at what changed. ss.mu is held.
 func (ss *session) wakeLocked() {
 	ss.ctl.woken = true
+	ss.runStop.Store(true)
 	if ss.ctl.wake != nil {
 		ss.ctl.wake()
 	}
@@ -240,16 +243,9 @@ func (ss *session) dropControlLocked(gone map[string][]int32) {
 			}
 		}
 	}
-	if ss.pos < len(ss.buf) {
-		kept := ss.buf[:ss.pos]
-		for _, r := range ss.buf[ss.pos:] {
-			if ss.parts[topicPartition{r.Topic, r.Partition}] != nil {
-				kept = append(kept, r)
-			}
-		}
-		clear(ss.buf[len(kept):])
-		ss.buf = kept
-	}
+	ss.keepBufferedLocked(func(r *kgo.Record) bool {
+		return ss.parts[topicPartition{r.Topic, r.Partition}] != nil
+	})
 }
 
 // repauseLocked pauses again the partitions of assigned whose pause a
@@ -370,7 +366,7 @@ func (ss *session) seek(offsets []TopicPartitionOffset) {
 	if ss.closing.Load() {
 		return
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	for _, o := range offsets {
 		tp := topicPartition{o.Topic, o.Partition}
@@ -390,7 +386,7 @@ func (ss *session) seek(offsets []TopicPartitionOffset) {
 // offsetsAtTime returns, for each partition this member owns (or reads,
 // without a group), the offset of its first record at or after t.
 func (ss *session) offsetsAtTime(ctx context.Context, t time.Time) ([]TopicPartitionOffset, error) {
-	ss.mu.Lock()
+	ss.lockFold()
 	cl := ss.client() // read under ss.mu: see openSession
 	var topics []string
 	if ss.group || ss.cfg.pattern != "" {
@@ -411,7 +407,7 @@ func (ss *session) offsetsAtTime(ctx context.Context, t time.Time) ([]TopicParti
 		return nil, err
 	}
 	var out []TopicPartitionOffset
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	var errs []error
 	listed.Each(func(l kadm.ListedOffset) {
@@ -445,7 +441,7 @@ func (ss *session) applySeeksLocked() {
 	}
 	ss.mu.Unlock()
 	ss.client().SetOffsets(set)
-	ss.mu.Lock()
+	ss.lockFold()
 }
 
 // takeSeeksLocked drops the buffered and kept records of each partition
@@ -475,12 +471,24 @@ func (ss *session) takeSeeksLocked(set map[string]map[int32]kgo.EpochOffset) {
 // the buffer and kept for a Resume. ss.mu is held.
 func (ss *session) dropBufferedLocked(tp topicPartition) {
 	delete(ss.ctl.held, tp)
-	kept := ss.buf[:ss.pos]
+	ss.keepBufferedLocked(func(r *kgo.Record) bool {
+		return r.Partition != tp.partition || r.Topic != tp.topic
+	})
+}
+
+// keepBufferedLocked keeps, of the records buffered, those keep accepts, in
+// a new array: a run's iterator may still read the old one (run.go). ss.mu
+// is held.
+func (ss *session) keepBufferedLocked(keep func(*kgo.Record) bool) {
+	ss.endRunLocked()
+	if ss.pos >= len(ss.buf) {
+		return
+	}
+	kept := make([]*kgo.Record, 0, len(ss.buf)-ss.pos)
 	for _, r := range ss.buf[ss.pos:] {
-		if r.Partition != tp.partition || r.Topic != tp.topic {
+		if keep(r) {
 			kept = append(kept, r)
 		}
 	}
-	clear(ss.buf[len(kept):])
-	ss.buf = kept
+	ss.buf, ss.pos = kept, 0
 }

@@ -46,7 +46,7 @@ func (ss *session) reachedEndLocked() bool {
 // reachedEnd reports whether a bounded stream has consumed every partition
 // it reads up to its end.
 func (ss *session) reachedEnd() bool {
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	return ss.reachedEndLocked()
 }
@@ -238,7 +238,7 @@ func (ss *session) captureBounds(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("StopAtEnd: %w", err)
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	var missing []string
 	for _, t := range ss.cfg.topics {
@@ -278,7 +278,7 @@ func (ss *session) boundAssigned(ctx context.Context, cl *kgo.Client, assigned m
 			ss.log.Error("listing offsets for StopAtEnd or StartAt failed: the partitions start from their committed offset or the reset policy, and a bounded stream does not end while it owns them", "partitions", assigned, "err", err)
 		}
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	ss.ctl.b.lookup = lk
 	if !ss.ctl.b.bounded {

@@ -49,7 +49,8 @@ func (d *decodeRetry) ok(ss *session) {
 // the stream stops fetching. A rebalance waiting meanwhile runs at the next
 // pop, with the records given back.
 func (d *decodeRetry) retry(ctx context.Context, ss *session, rs []*kgo.Record, err error) bool {
-	ss.mu.Lock()
+	ss.lockFold()
+	ss.endRunLocked() // the run's records after rs[0] go back behind it
 	ss.inflight = ss.inflight[:0]
 	ss.giveBackLocked(rs)
 	ss.mu.Unlock()

@@ -203,7 +203,7 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	ctx = orBackground(ctx)
 	op := &emitOp{ss: ss}
 	op.rec = kgo.Record{Topic: topic, Value: value}
-	ss.mu.Lock()
+	ss.lockFold()
 	if ctx != ss.emitCtxIn {
 		// A range body emits under the same ctx record after record:
 		// one WithoutCancel (and one sendCtx for ToPartition) for all
@@ -286,7 +286,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		return
 	}
 	push := false
-	ss.mu.Lock()
+	ss.lockFold()
 	if err != nil && ss.txn != nil && op.txnGen != ss.txn.gen {
 		err = nil // failed by the abort of its transaction: not a failure of its own
 	} else {
@@ -508,13 +508,13 @@ func (ss *session) recoverEmits() {
 		ss.endTxnNow(false)
 		return
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	stop := ss.stopDispatch
 	ss.mu.Unlock()
 	if stop != nil {
 		stop()
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	ss.emitFailed.Store(false)
 	rewind := ss.rewindLocked()
 	for tp, ps := range ss.parts {

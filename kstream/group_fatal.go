@@ -12,7 +12,7 @@ package kstream
 // ss.mu must not be held.
 func (ss *session) leaveAfterFatal() {
 	ss.log.Warn("leaving the group after a fatal group error; the stream does not rejoin until it is opened again")
-	ss.mu.Lock()
+	ss.lockFold()
 	ss.ctl.blocked = false
 	ss.mu.Unlock()
 	cl := ss.client()

@@ -95,21 +95,37 @@ func (s *Stream[T]) records(ctx context.Context, traceRange bool) iter.Seq2[Reco
 			tr = s.tracingOf()
 			defer span.end()
 		}
+		// run holds the records taken at once after the last one step
+		// took, stepped through without the lock (run.go); next is the
+		// index of the next one.
+		var run []*kgo.Record
+		var head *kgo.Record // run[0]
+		next := 0
 		for {
-			r, fe, st := ss.step(ctx, done, prev)
-			prev = nil
-			if st != popRecord {
-				return
-			}
-			if fe != nil {
-				if !yield(errRecord[T](fe), fe) || isFatal(fe) {
+			r, unyielded := ss.runStep(run, next, head, done)
+			if r != nil {
+				next++
+			} else {
+				var fe error
+				var st popStatus
+				r, fe, st, run = ss.step(ctx, done, prev, unyielded)
+				head, next = r, 1
+				prev = nil
+				if st != popRecord {
 					return
 				}
-				continue
+				if fe != nil {
+					if !yield(errRecord[T](fe), fe) || isFatal(fe) {
+						return
+					}
+					continue
+				}
 			}
 			derr := s.decodeInto(&rec, r)
 			if derr != nil {
 				if unavailable(derr) {
+					// retry ends the run and gives r back.
+					run, prev = nil, nil
 					if !retry.retry(ctx, ss, []*kgo.Record{r}, derr) {
 						return
 					}
@@ -213,7 +229,7 @@ func (s *Stream[T]) batches(ctx context.Context, max int, wait time.Duration, tr
 			var fe error
 			var deadline time.Time
 			end := false
-			ss.mu.Lock()
+			ss.lockFold()
 			for len(raws) < max {
 				r, ferr, st := ss.popLocked(ctx, done, deadline, len(raws) == 0)
 				if st == popEnd {
@@ -270,7 +286,7 @@ func (s *Stream[T]) batches(ctx context.Context, max int, wait time.Duration, tr
 			}
 			if again != nil {
 				if fe != nil && !isFatal(fe) { // a fatal one stays in ss.fatal
-					ss.mu.Lock()
+					ss.lockFold()
 					ss.errs = append([]error{fe}, ss.errs...)
 					ss.mu.Unlock()
 				}

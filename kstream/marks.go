@@ -204,7 +204,7 @@ func (ss *session) pushMarks(cl *kgo.Client) {
 	}
 	ss.pushMu.Lock()
 	defer ss.pushMu.Unlock()
-	ss.mu.Lock()
+	ss.lockFold()
 	if !ss.dirty {
 		ss.mu.Unlock()
 		return

@@ -265,7 +265,7 @@ func (ss *session) partitionStats() []partitionStat {
 	if ss.group && !ss.closing.Load() {
 		known = ss.client().CommittedOffsets()
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	out := make([]partitionStat, 0, len(ss.parts))
 	for tp, ps := range ss.parts {

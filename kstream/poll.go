@@ -23,10 +23,25 @@ const (
 
 // step finishes prev (marks it processed unless the stream is closing),
 // then takes the next record and records it as yielded and in flight. It is
-// the fused fast path of Records.
-func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Record) (*kgo.Record, error, popStatus) {
+// the locked path of Records.
+//
+// With a run (run.go) prev is the last record the run yielded, and
+// unyielded, if not nil, the run's next record, published by runStep but not
+// yielded; the run ends here and unyielded goes back to the buffer. If a
+// record is taken, the buffer after it becomes the next run, returned for
+// runStep.
+func (ss *session) step(ctx context.Context, done <-chan struct{}, prev, unyielded *kgo.Record) (*kgo.Record, error, popStatus, []*kgo.Record) {
 	push := false
-	ss.mu.Lock()
+	ss.lockFold()
+	ss.endRunLocked() // if another goroutine has not
+	if unyielded != nil && len(ss.inflight) == 1 && ss.inflight[0] == unyielded {
+		// A fold saw it published: it counts as in hand, and prev, before
+		// it, as processed.
+		ss.inflight = ss.inflight[:0]
+		ss.giveBackLocked([]*kgo.Record{unyielded})
+		prev = nil
+		push = ss.dirty && ss.pushDue.Load()
+	}
 	if prev != nil {
 		ss.inflight = ss.inflight[:0]
 		// Under ExactlyOnce a record finished while closing is marked:
@@ -37,16 +52,18 @@ func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Rec
 		}
 	}
 	r, fe, st := ss.popLocked(ctx, done, time.Time{}, true)
+	var run []*kgo.Record
 	if r != nil {
 		// popLocked just looked r's partition up, so this hits the cache.
 		ss.last.noteYield(r)
 		ss.inflight = append(ss.inflight, r)
+		run = ss.startRunLocked(r)
 	}
 	ss.mu.Unlock()
 	if push {
 		ss.pushMarks(ss.client())
 	}
-	return r, fe, st
+	return r, fe, st, run
 }
 
 // popLocked takes the next polled record or error, polling when none is
@@ -81,7 +98,7 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			ss.rebalancePending.Store(false)
 			ss.mu.Unlock()
 			ss.giveWay(ss.client())
-			ss.mu.Lock()
+			ss.lockFold()
 			continue
 		}
 		if ss.seekReadyLocked() {
@@ -97,13 +114,13 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 			}
 			ss.mu.Unlock()
 			ss.recoverEmits()
-			ss.mu.Lock()
+			ss.lockFold()
 			continue
 		}
 		if ss.txn != nil && allow && ss.txnEndDueLocked() {
 			ss.mu.Unlock()
 			ss.endTxnNow(true)
-			ss.mu.Lock()
+			ss.lockFold()
 			continue
 		}
 		if len(ss.errs) > 0 {
@@ -159,7 +176,7 @@ func (ss *session) popLocked(ctx context.Context, done <-chan struct{}, deadline
 		}
 		ss.mu.Unlock()
 		st := ss.poll(ctx, pollDeadline, pollAllow)
-		ss.mu.Lock()
+		ss.lockFold()
 		if st == popTimeout && !pollDeadline.Equal(deadline) && (deadline.IsZero() || time.Now().Before(deadline)) {
 			continue // the transaction's deadline, not the caller's
 		}
@@ -189,12 +206,12 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 			_ = ss.client().Flush(ctx)
 		}
 		// Nothing held unacknowledged must be accepted by the poll.
-		ss.mu.Lock()
+		ss.lockFold()
 		ss.shareReleaseOrphansLocked()
 		ss.mu.Unlock()
 	}
 	if ss.group && allow {
-		ss.mu.Lock()
+		ss.lockFold()
 		ss.ctl.blocked = false
 		ss.mu.Unlock()
 		ss.client().AllowRebalance()
@@ -208,7 +225,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 	}
 	defer cancel()
 	defer context.AfterFunc(ss.fetchCtx, cancel)()
-	ss.mu.Lock()
+	ss.lockFold()
 	if ss.txn != nil {
 		// Close ends the transaction only once no poll moves franz-go's
 		// position (closeTxn waits for pollDone); a poll that would
@@ -233,7 +250,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 
 	var seeks map[string]map[int32]kgo.EpochOffset
 	leave := false // a fatal group error: the client stops trying to join
-	ss.mu.Lock()
+	ss.lockFold()
 	ss.ctl.wake = nil
 	ss.ctl.blocked = true // every PollRecords return holds rebalances back
 	status := popRecord
@@ -326,7 +343,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 // partition this member no longer owns. It returns how many it kept at the
 // front of rs.
 func (ss *session) yielding(rs []*kgo.Record) int {
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	n := 0
 	for _, r := range rs {
@@ -345,7 +362,7 @@ func (ss *session) yielding(rs []*kgo.Record) int {
 // processed marks rs processed, unless the stream is closing, and clears
 // the records in flight.
 func (ss *session) processed(rs []*kgo.Record) {
-	ss.mu.Lock()
+	ss.lockFold()
 	ss.inflight = ss.inflight[:0]
 	if ss.closing.Load() && ss.txn == nil {
 		ss.mu.Unlock()
@@ -365,6 +382,13 @@ func (ss *session) processed(rs []*kgo.Record) {
 // front of the buffer, so that the next range yields them.
 func (ss *session) unpopLocked(rs []*kgo.Record) {
 	if len(rs) == 0 {
+		return
+	}
+	if len(rs) <= ss.pos {
+		// There is room before the buffer's unyielded part (a run, or
+		// records popped one by one, left it).
+		ss.pos -= len(rs)
+		copy(ss.buf[ss.pos:], rs)
 		return
 	}
 	rest := ss.buf[ss.pos:]

@@ -35,13 +35,13 @@ func (ss *session) giveWay(cl *kgo.Client) {
 		// (a concurrent stream's lanes first finish what they hold).
 		ss.endTxn(ctx, true)
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	stop := ss.stopDispatch
 	ss.mu.Unlock()
 	if stop != nil {
 		ss.noteDropped(stop())
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	rewind := ss.rewindLocked()
 	if ss.ctl.seekPending.Load() {
 		// A seek recorded wins over the rewind of its partition.
@@ -72,6 +72,7 @@ const giveWayEmitWait = 10 * time.Second
 // it, where to read again (partState.rewindTarget); each such partition's
 // state counts the records from there as not yielded. ss.mu is held.
 func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
+	ss.endRunLocked()
 	firstBuffered := make(map[topicPartition]*kgo.Record)
 	note := func(r *kgo.Record) {
 		tp := topicPartition{r.Topic, r.Partition}
@@ -88,9 +89,9 @@ func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 		note(held[0])
 	}
 	clear(ss.ctl.held)
-	clear(ss.buf)
-	ss.buf = ss.buf[:0]
-	ss.pos = 0
+	// Dropped, not cleared: a run's iterator may still read its view of
+	// the array (run.go).
+	ss.buf, ss.pos = nil, 0
 	var rewind map[string]map[int32]kgo.EpochOffset
 	for tp, ps := range ss.parts {
 		fb := firstBuffered[tp]
@@ -121,7 +122,7 @@ func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 
 func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ss.clp.CompareAndSwap(nil, cl)
-	ss.mu.Lock()
+	ss.lockFold()
 	for t, ps := range assigned {
 		for _, p := range ps {
 			ss.parts[topicPartition{t, p}] = ss.newPartState(t)
@@ -154,7 +155,7 @@ func (ss *session) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 // adjustOffsets applies initial offsets to newly assigned partitions and
 // notes the committed offsets the group had for them.
 func (ss *session) adjustOffsets(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	for t, m := range offsets {
 		for p, off := range m {
@@ -235,7 +236,7 @@ func (ss *session) callListeners(call func(RebalanceListener)) {
 // waits for the stream. Outside a range the stream gives way at once;
 // during one, at the range's next record boundary.
 func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
-	ss.mu.Lock()
+	ss.lockFold()
 	if ss.ranging {
 		// A poll of the range has returned (that is what blocks): the
 		// range gives way at its next step. A poll that held
@@ -253,7 +254,7 @@ func (ss *session) onCallbackBlocked(_ context.Context, cl *kgo.Client) {
 	ss.idleGiveWay = done
 	ss.mu.Unlock()
 	ss.giveWay(cl)
-	ss.mu.Lock()
+	ss.lockFold()
 	ss.idleGiveWay = nil
 	ss.mu.Unlock()
 	close(done)
@@ -264,7 +265,7 @@ func (ss *session) disown(gone map[string][]int32) {
 	// commit never reaches a partition this member no longer owns.
 	ss.commitMu.Lock()
 	defer ss.commitMu.Unlock()
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	for t, ps := range gone {
 		for _, p := range ps {

@@ -63,15 +63,22 @@ type session struct {
 	pushMu   sync.Mutex // serializes pushes of marks; guards scratch
 	scratch  map[string]map[int32]kgo.EpochOffset
 
-	mu           sync.Mutex
-	buf          []*kgo.Record // polled, not yet yielded: buf[pos:]
-	pos          int
-	errs         []error // *FetchError of the last poll, *EmitError: not yet yielded
-	fatal        *FetchError
-	parts        map[topicPartition]*partState
-	lastTP       topicPartition
-	last         *partState // cache of parts[lastTP]; nil after any removal
-	inflight     []*kgo.Record
+	mu       sync.Mutex
+	buf      []*kgo.Record // polled, not yet yielded: buf[pos:]
+	pos      int
+	errs     []error // *FetchError of the last poll, *EmitError: not yet yielded
+	fatal    *FetchError
+	parts    map[topicPartition]*partState
+	lastTP   topicPartition
+	last     *partState // cache of parts[lastTP]; nil after any removal
+	inflight []*kgo.Record
+	// The Records iterator's run (run.go).
+	run          []*kgo.Record
+	runStart     int // the index in buf of run[0]
+	runFolded    int
+	runPart      *partState // the partition of the run's records
+	runIdx       atomic.Int32
+	runStop      atomic.Bool
 	ranging      bool
 	idleGiveWay  chan struct{} // closed when a give-way outside a range ends
 	dirty        bool          // some partition has processed > pushed
@@ -146,12 +153,12 @@ func (ss *session) client() *kgo.Client { return ss.clp.Load() }
 // franz-go started while no range ran has finished: a range must not take a
 // record that the give-way is rewinding to.
 func (ss *session) beginRange() {
-	ss.mu.Lock()
+	ss.lockFold()
 	for ss.idleGiveWay != nil {
 		ch := ss.idleGiveWay
 		ss.mu.Unlock()
 		<-ch
-		ss.mu.Lock()
+		ss.lockFold()
 	}
 	ss.ranging = true
 	ss.mu.Unlock()
@@ -162,7 +169,8 @@ func (ss *session) beginRange() {
 // unprocessed and go back to the front of the buffer, so that ranging again
 // yields them again first.
 func (ss *session) endRange() {
-	ss.mu.Lock()
+	ss.lockFold()
+	ss.endRunLocked() // the record in hand is in flight, the rest buffered
 	ss.ranging = false
 	if ss.share {
 		// A record acknowledged by Ack is not given back (share.go).
@@ -219,7 +227,7 @@ func (ss *session) giveBackLocked(rs []*kgo.Record) {
 
 // assignment returns the partitions this member owns.
 func (ss *session) assignment() map[string][]int32 {
-	ss.mu.Lock()
+	ss.lockFold()
 	defer ss.mu.Unlock()
 	out := make(map[string][]int32)
 	for tp := range ss.parts {

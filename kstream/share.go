@@ -150,7 +150,7 @@ func (s *Stream[T]) Ack(rec Record[T], status AckStatus) error {
 	if err != nil {
 		return err
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	ok := rec.Raw != nil && ss.shareAckLocked(rec.Raw, status)
 	ss.mu.Unlock()
 	if !ok {
@@ -173,7 +173,7 @@ func (s *Stream[T]) shareOutcome(ss *session, err error, raws ...*kgo.Record) er
 	if errors.As(err, &d) {
 		status = d.status
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	for _, r := range raws {
 		ss.shareAckLocked(r, status)
 	}
@@ -310,7 +310,7 @@ func (ss *session) shareUndecidedLocked(rs []*kgo.Record) []*kgo.Record {
 // records acquired again). The acknowledgements made before are sent with
 // the leave.
 func (ss *session) shareClose() {
-	ss.mu.Lock()
+	ss.lockFold()
 	n := len(ss.sh.pending)
 	clear(ss.sh.pending)
 	ss.mu.Unlock()
@@ -343,7 +343,7 @@ type shareState struct {
 // shareFinish acknowledges a record a concurrent stream's lane finished:
 // accepted if handled, else released (unless decided before).
 func (ss *session) shareFinish(r *kgo.Record, handled bool) {
-	ss.mu.Lock()
+	ss.lockFold()
 	if handled {
 		ss.shareAcceptLocked(r)
 	} else {

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gokstreams/kstreams/codec"
+	"github.com/gokstreams/kstreams/internal/nopanic"
 )
 
 // Stream consumes Kafka records and decodes their values into T. It is the
@@ -35,6 +36,9 @@ type Stream[T any] struct {
 	dec    codec.Decoder[T]
 	nilDec codec.NilDecoder[T]
 	ctxDec codec.ContextDecoder[T]
+	// decNoPanic: dec is one of the codec package's decoders that cannot
+	// panic, called without a deferred recover.
+	decNoPanic bool
 	// decodeCtx is what a ContextDecoder gets: the range's context, ended
 	// also when the stream stops fetching. Set and read by the ranging
 	// goroutine only (one range at a time).
@@ -78,6 +82,7 @@ func NewStream[T any](dec codec.Decoder[T], opts ...Option) (*Stream[T], error) 
 	s := &Stream[T]{dec: dec}
 	s.nilDec, _ = dec.(codec.NilDecoder[T])
 	s.ctxDec, _ = dec.(codec.ContextDecoder[T])
+	_, s.decNoPanic = dec.(nopanic.Decoder)
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -484,6 +489,9 @@ func (s *Stream[T]) decodeInto(rec *Record[T], r *kgo.Record) error {
 }
 
 func (s *Stream[T]) safeDecode(b []byte) (v T, err error) {
+	if s.decNoPanic {
+		return s.dec.Decode(b)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = panicError("decoder panicked", p)

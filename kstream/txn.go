@@ -132,7 +132,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	defer t.mu.Unlock()
 	cl := ss.client()
 	wanted := commit
-	ss.mu.Lock()
+	ss.lockFold()
 	stop, drain := ss.stopDispatch, ss.drainDispatch
 	ss.mu.Unlock()
 	if commit && drain != nil {
@@ -144,7 +144,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	if stop != nil {
 		ss.noteDropped(stop())
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	if commit && ss.txnGap {
 		commit, wanted = false, false
 		ss.log.Warn("transaction aborted: lane work was dropped below records that finished (a stop or a rebalance under PartitionConcurrency or KeyConcurrency); its records will be delivered again")
@@ -170,7 +170,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 			commit = false
 		}
 	}
-	ss.mu.Lock()
+	ss.lockFold()
 	failures := t.failures
 	t.failures = nil
 	ss.emitFailed.Store(false)
@@ -183,7 +183,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	}
 	committed, err := t.sess.End(ctx, kgo.TransactionEndTry(commit))
 	rebalanced := t.revoked.Swap(false)
-	ss.mu.Lock()
+	ss.lockFold()
 	// Emits of this transaction that fail from now on (an abort fails
 	// what was buffered) belong to it, not to the next.
 	t.gen++
@@ -199,8 +199,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	} else {
 		// franz-go moved its positions back to the last commit; so does
 		// the session, and the buffer is empty since the rewind above.
-		clear(ss.buf)
-		ss.buf, ss.pos = ss.buf[:0], 0
+		ss.buf, ss.pos = nil, 0 // dropped, not cleared: see rewindLocked
 		for topic, m := range cl.CommittedOffsets() {
 			for p, eo := range m {
 				if ps := ss.parts[topicPartition{topic, p}]; ps != nil && eo.Offset >= 0 {
@@ -237,7 +236,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 	}
 	if err != nil {
 		ss.log.Error("transaction failed for good; the stream stops", "err", err)
-		ss.mu.Lock()
+		ss.lockFold()
 		if ss.fatal == nil {
 			ss.fatal = &FetchError{Partition: -1, Err: fmt.Errorf("transaction: %w", err), Fatal: true}
 		}
@@ -250,7 +249,7 @@ func (ss *session) endTxn(ctx context.Context, commit bool) error {
 // gap (dispatcher.giveWay), for the open transaction.
 func (ss *session) noteDropped(gap bool) {
 	if gap && ss.txn != nil {
-		ss.mu.Lock()
+		ss.lockFold()
 		ss.txnGap = true
 		ss.mu.Unlock()
 	}
@@ -261,7 +260,7 @@ func (ss *session) noteDropped(gap bool) {
 // its read position, which a poll moves, and the records of a poll that
 // returns now are buffered, not yielded, so the end gives them back.
 func (ss *session) closeTxn(ctx context.Context) error {
-	ss.mu.Lock()
+	ss.lockFold()
 	polling := ss.pollDone
 	ss.mu.Unlock()
 	if polling != nil {

@@ -1,0 +1,150 @@
+// Runs: the Records iterator's fast path. Once the iterator has taken a
+// record under ss.mu, it takes the records buffered after it at once, as a
+// run, and then steps through the run without the lock: per record it
+// publishes its position (one atomic store) and checks the flags that ask
+// it to stop (atomic loads). Whoever takes ss.mu through lockFold first
+// folds the run's progress into the partitions' state, so that every reader
+// under the lock (Commit, Emit, the metrics, Close) sees exactly what a
+// per-record lock would have shown it.
+
+package kstream
+
+import (
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A run's bookkeeping, in session:
+//
+//	run       the records of the run, under mu; nil when there is none
+//	runIdx    written by the iterator only: run[:runIdx] are finished by the
+//	          body, run[runIdx] is in hand
+//	runFolded under mu: how far foldRunLocked has accounted for; run[:runFolded]
+//	          are marked processed and run[runFolded] is yielded and in flight
+//	runStop   asks the iterator to end its run at the next record boundary:
+//	          set by Pause, Resume, Seek and StopAtEnd's changes (wakeLocked)
+//
+// The iterator stores runIdx before it checks the flags, and a writer sets
+// its flag before it folds under mu (sequentially consistent atomics): so
+// either the fold sees the record the iterator is about to yield in hand,
+// or the iterator sees the flag and gives that record back instead of
+// yielding it. Records of the run after runIdx count as buffered: a run is
+// ended (endRunLocked) before anything reads or rewinds the buffer.
+
+// lockFold takes ss.mu and folds the progress of a run. Every holder of
+// ss.mu outside the iterator's run steps takes it this way.
+func (ss *session) lockFold() {
+	ss.mu.Lock()
+	if ss.run != nil {
+		ss.foldRunLocked()
+	}
+}
+
+// foldRunLocked brings the partition's state up to the run's published
+// position: the records finished are marked processed (as step would have,
+// one by one: marking the last of them is the same, the partition's
+// processed count aside) and the record in hand is yielded and in flight.
+// ss.mu is held.
+func (ss *session) foldRunLocked() {
+	idx := int(ss.runIdx.Load())
+	if idx <= ss.runFolded {
+		return
+	}
+	ps := ss.runPart
+	if n := idx - ss.runFolded; n > 1 && ps.processedCtr != nil {
+		ps.processedCtr.Add(float64(n - 1)) // markLocked counts the last
+	}
+	ss.markLocked(ss.run[idx-1])
+	hand := ss.run[idx]
+	ps.noteYield(hand)
+	ss.inflight = append(ss.inflight[:0], hand)
+	ss.runFolded = idx
+}
+
+// endRunLocked ends the run: its progress is folded, the records up to the
+// one in hand count as taken from the buffer, and the rest as buffered. The
+// record in hand stays in flight (the caller finishes it or gives it back).
+// Called by another goroutine than the iterator's (Resume, a Close ending a
+// transaction), it sets runStop first, so that the iterator, if it
+// published a record after the fold read its position, sees the flag and
+// gives that record back (step). ss.mu is held.
+func (ss *session) endRunLocked() {
+	if ss.run == nil {
+		return
+	}
+	ss.runStop.Store(true)
+	ss.foldRunLocked()
+	// Only the slots the iterator has read are cleared: it may still read
+	// the next one.
+	ss.pos = ss.runStart + ss.runFolded + 1
+	clear(ss.buf[ss.runStart:ss.pos])
+	ss.run, ss.runPart, ss.runFolded = nil, nil, 0
+}
+
+// startRunLocked makes r, just taken by popLocked from the buffer, the
+// first record of a run: the buffer from r on, which the iterator steps
+// through as long as the records are of r's partition (runStep). popLocked
+// checked that partition (owned, not paused); no rebalance runs before the
+// run ends, and Pause ends it. It returns the run, or nil when nothing is
+// buffered after r. While the run lasts the buffer belongs to it: whatever
+// reads or changes the buffer ends it first (endRunLocked), and the
+// buffer's array is never written in place from the run's start on (a
+// rewind drops the array instead of clearing it). ss.mu is held.
+func (ss *session) startRunLocked(r *kgo.Record) []*kgo.Record {
+	if ss.share || ss.pos >= len(ss.buf) {
+		return nil
+	}
+	start := ss.pos - 1
+	ss.buf[start] = r // popLocked took r from there and cleared the slot
+	ss.run, ss.runStart = ss.buf[start:], start
+	ss.runPart, ss.runFolded = ss.last, 0
+	ss.runIdx.Store(0)
+	ss.runStop.Store(false)
+	return ss.run
+}
+
+// runFlagged reports whether something asks for the locked path at the
+// next record boundary: the stream stopping, a rebalance, a seek, a pause
+// or resume, a failed emit, a transaction to end. (Marks due to be pushed
+// are not among them: the push timer folds the run itself.)
+func (ss *session) runFlagged() bool {
+	if ss.runStop.Load() || ss.closing.Load() || ss.fetchStopped.Load() || ss.rebalancePending.Load() ||
+		ss.ctl.seekPending.Load() || ss.emitFailed.Load() {
+		return true
+	}
+	t := ss.txn
+	return t != nil && (t.due.Load() || t.revoked.Load())
+}
+
+// runStep is the iterator's step through its run: prev, run[next-1], is
+// finished, and run[next] is taken if it is of the same partition and the
+// run goes on. Otherwise it returns nil, and the caller steps under the lock
+// (step), which ends the run: with unyielded, run[next] if runStep published
+// it before it saw that the run must end (the range's ctx is done, or
+// runFlagged), for step to give back.
+//
+// The slots of the records before run[next] may have been cleared by a fold
+// that ended the run: runStep reads only run[next], and r's partition is
+// compared with head's, the run's first record, which the caller keeps.
+func (ss *session) runStep(run []*kgo.Record, next int, head *kgo.Record, done <-chan struct{}) (r, unyielded *kgo.Record) {
+	if next >= len(run) {
+		return nil, nil
+	}
+	r = run[next] // read before the store: a fold that sees it may end the run
+	if r.Partition != head.Partition || r.Topic != head.Topic {
+		return nil, nil // the next partition's records: popLocked checks them
+	}
+	ss.runIdx.Store(int32(next))
+	if ss.runFlagged() {
+		return nil, r
+	}
+	// The range's ctx is looked at here, not through a flag set by
+	// context.AfterFunc: a body that cancels it must see the range end at
+	// the very next boundary, and AfterFunc runs later, on a goroutine of
+	// its own.
+	select {
+	case <-done:
+		return nil, r
+	default:
+	}
+	return r, nil
+}
