@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ type windowEnv struct {
 	release chan struct{} // closing it lets the held produce requests go on
 	relOnce sync.Once
 	held    chan struct{} // closed when the first produce request is held
+	// failFirst makes the first held request fail (not retriable) once
+	// released.
+	failFirst atomic.Bool
 	s       *Stream[string]
 	ss      *session
 }
@@ -76,6 +80,9 @@ func newWindowEnv(t *testing.T, opts ...Option) *windowEnv {
 		c.KeepControl()
 		heldOnce.Do(func() { close(e.held) })
 		c.SleepControl(func() { <-e.release })
+		if e.failFirst.CompareAndSwap(true, false) {
+			return failProduce(req.(*kmsg.ProduceRequest)), nil, true
+		}
 		return nil, nil, false
 	})
 	t.Cleanup(e.releaseProduce)
@@ -102,6 +109,24 @@ func newWindowEnv(t *testing.T, opts ...Option) *windowEnv {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// failProduce answers req with a failure of every partition it writes.
+func failProduce(req *kmsg.ProduceRequest) *kmsg.ProduceResponse {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	resp.Version = req.Version
+	for _, rt := range req.Topics {
+		t := kmsg.NewProduceResponseTopic()
+		t.Topic, t.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			p := kmsg.NewProduceResponseTopicPartition()
+			p.Partition = rp.Partition
+			p.ErrorCode = kerr.InvalidRecord.Code
+			t.Partitions = append(t.Partitions, p)
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	return resp
 }
 
 func (e *windowEnv) releaseProduce() { e.relOnce.Do(func() { close(e.release) }) }
@@ -333,6 +358,80 @@ func TestEmitRecoveryNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 	defer mu.Unlock()
 	if len(emitErrs) != 1 || emitErrs[0].Offset != 5 || !errors.Is(emitErrs[0], kerr.MessageTooLarge) {
 		t.Fatalf("emit errors %v, want one for source record 5 (message too large)", emitErrs)
+	}
+	e.wantEveryOutput()
+}
+
+// A give-way while no range runs (a rebalance after the loop left with
+// records buffered) rewinds the partition to its first buffered record; an
+// emit of an earlier record failed meanwhile. The rewind must not pass the
+// failed source record: a commit there (the one before a revoke) would
+// leave it without output. Its *EmitError is yielded by the next range.
+func TestEmitGiveWayNeverPassesAFailedEmit(t *testing.T) {
+	e := newWindowEnv(t)
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	for rec, err := range e.s.Records(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.Emit(ctx, windowOut, []byte("o-"+rec.Value)); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Offset == 9 {
+			<-e.held // the first request, with record 0's output, is held
+			break    // record 9 goes back to the buffer
+		}
+	}
+	e.ss.mu.Lock()
+	buffered := len(e.ss.buf) - e.ss.pos
+	e.ss.mu.Unlock()
+	if buffered == 0 {
+		t.Fatal("nothing buffered after the loop: the give-way would not rewind")
+	}
+	e.failFirst.Store(true)
+	e.releaseProduce()
+	windowEventually(t, 10*time.Second, "the emit of record 0 to fail", func() bool {
+		e.ss.mu.Lock()
+		defer e.ss.mu.Unlock()
+		ps := e.ss.parts[topicPartition{windowIn, 0}]
+		return ps != nil && ps.em != nil && ps.em.failed != nil && e.ss.emitting.Load() == 0
+	})
+	// What franz-go runs when a rebalance waits while no range does.
+	e.ss.onCallbackBlocked(ctx, e.ss.client())
+	if head, committed := e.position(); head > 0 || committed > 0 {
+		t.Fatalf("after the give-way franz-go would commit %d (committed %d) while the emit of source record 0 failed", head, committed)
+	}
+	var emitErrs []*EmitError
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			for rec, err := range e.s.Records(ctx) {
+				var ee *EmitError
+				if errors.As(err, &ee) {
+					emitErrs = append(emitErrs, ee)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if err := e.s.Emit(ctx, windowOut, []byte("o-"+rec.Value)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+	}()
+	windowEventually(t, 15*time.Second, "the commit of every input record", func() bool {
+		_, committed := e.position()
+		return committed == windowRecords
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(emitErrs) == 0 || emitErrs[0].Offset != 0 || !errors.Is(emitErrs[0], kerr.InvalidRecord) {
+		t.Fatalf("emit errors %v, want the failure of source record 0 first", emitErrs)
 	}
 	e.wantEveryOutput()
 }
