@@ -41,8 +41,8 @@ type windowEnv struct {
 	// failFirst makes the first held request fail (not retriable) once
 	// released.
 	failFirst atomic.Bool
-	s       *Stream[string]
-	ss      *session
+	s         *Stream[string]
+	ss        *session
 }
 
 const (
@@ -236,6 +236,7 @@ func TestEmitGiveWayNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 	defer cancel()
 	armed := make(chan int, 1)
 	done := make(chan error, 1)
+	handled := make(map[int64]int) // read after done
 	go func() {
 		done <- func() error {
 			first := true
@@ -243,6 +244,7 @@ func TestEmitGiveWayNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 				if err != nil {
 					return err
 				}
+				handled[rec.Offset]++
 				if err := e.s.Emit(ctx, windowOut, []byte("o-"+rec.Value)); err != nil {
 					return err
 				}
@@ -286,6 +288,13 @@ func TestEmitGiveWayNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// The give-way waited for the emits: the rewind did not have to go
+	// back past records 0 to 9, so no record was handled twice.
+	for off := range int64(windowRecords) {
+		if handled[off] != 1 {
+			t.Fatalf("record %d handled %d times, want once", off, handled[off])
+		}
+	}
 	e.wantEveryOutput()
 }
 
@@ -304,6 +313,7 @@ func TestEmitRecoveryNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 	)
 	bigSent := make(chan struct{})
 	done := make(chan error, 1)
+	handled := make(map[int64]int) // read after done
 	go func() {
 		done <- func() error {
 			big, sent := true, false
@@ -318,6 +328,7 @@ func TestEmitRecoveryNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 				if err != nil {
 					return err
 				}
+				handled[rec.Offset]++
 				if rec.Offset == 4 {
 					<-e.held // records 0 to 4 have their emits held
 				}
@@ -358,6 +369,16 @@ func TestEmitRecoveryNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 	defer mu.Unlock()
 	if len(emitErrs) != 1 || emitErrs[0].Offset != 5 || !errors.Is(emitErrs[0], kerr.MessageTooLarge) {
 		t.Fatalf("emit errors %v, want one for source record 5 (message too large)", emitErrs)
+	}
+	// The recovery waited for the emits of records 0 to 4: it read again
+	// from the failed record 5, not from 0.
+	for off := range int64(windowRecords) {
+		if off < 5 && handled[off] != 1 || handled[off] == 0 {
+			t.Fatalf("record %d handled %d times, want once (0 to 4), at least once (from 5)", off, handled[off])
+		}
+	}
+	if handled[5] != 2 {
+		t.Fatalf("record 5 handled %d times, want twice (its emit failed)", handled[5])
 	}
 	e.wantEveryOutput()
 }
