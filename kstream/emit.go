@@ -516,8 +516,10 @@ func (ss *session) rewindEmitsLocked(tp topicPartition, ps *partState, off int64
 // so that the source and every later record are delivered again. A
 // concurrent Handle stream's lanes first drop what they have not started
 // and finish what runs, as for a rebalance, and every partition is rewound
-// to its lowest unfinished record. Under ExactlyOnce the open transaction
-// is aborted instead (txn.go).
+// to its lowest unfinished record. The emits outstanding are waited for
+// first (up to giveWayEmitWait), and no partition is rewound past a source
+// whose emits are still outstanding (rewindLocked). Under ExactlyOnce the
+// open transaction is aborted instead (txn.go).
 func (ss *session) recoverEmits() {
 	if ss.txn != nil {
 		ss.endTxnNow(false)

@@ -16,11 +16,13 @@ import (
 // a record boundary of a range (rebalancePending, set by onCallbackBlocked)
 // and from onCallbackBlocked itself when no range is running. A concurrent
 // Handle stream first drops the records it has not started and waits for
-// the handlers running (they mark what they finish); then every partition
-// is rewound to its lowest unprocessed record, or its first polled record
-// not yet yielded, the marks are pushed so that a revoke commits them, and
-// franz-go may go on. franz-go treats a rewound offset as the partition's
-// committable position, so the rewind never passes an unprocessed record.
+// the handlers running (they mark what they finish); in the default mode
+// the records emitted so far are waited for (up to giveWayEmitWait); then
+// every partition is rewound to its lowest unprocessed record, or its first
+// polled record not yet yielded, the marks are pushed so that a revoke
+// commits them, and franz-go may go on. franz-go treats a rewound offset as
+// the partition's committable position, so the rewind never passes an
+// unprocessed record, nor one whose emits are outstanding or failed.
 // cl is given because franz-go's hook can run before openSession stored
 // the client.
 func (ss *session) giveWay(cl *kgo.Client) {
