@@ -495,14 +495,31 @@ func (ss *session) awaitEmits(ctx context.Context) error {
 	return nil
 }
 
+// rewindEmitsLocked is the emit side of a default-mode rewind of ps to off
+// (off is never past ps.capEmits): the sources at or after off are
+// forgotten, so that late acknowledgements of their emits are ignored (they
+// are handled, and emit, again), and a failure among them is queued to be
+// yielded as an *EmitError. ss.mu is held.
+func (ss *session) rewindEmitsLocked(tp topicPartition, ps *partState, off int64) {
+	em := ps.em
+	if fail := em.failed; fail != nil && fail.Offset >= off {
+		ss.errs = append(ss.errs, fail)
+		ss.log.Warn("emit failed: partition rewound to the source record", "topic", tp.topic, "partition", tp.partition, "offset", off, "source_offset", fail.Offset, "to", fail.To, "err", fail.Err)
+	}
+	ss.emitGen++
+	em.rewound(off, ss.emitGen)
+}
+
 // recoverEmits handles emitted records that failed, at a record boundary
 // of the range (nothing in hand): each failure is queued to be yielded as
 // an *EmitError and its source partition is rewound to the source record,
 // so that the source and every later record are delivered again. A
 // concurrent Handle stream's lanes first drop what they have not started
 // and finish what runs, as for a rebalance, and every partition is rewound
-// to its lowest unfinished record. Under ExactlyOnce the open transaction
-// is aborted instead (txn.go).
+// to its lowest unfinished record. The emits outstanding are waited for
+// first (up to giveWayEmitWait), and no partition is rewound past a source
+// whose emits are still outstanding (rewindLocked). Under ExactlyOnce the
+// open transaction is aborted instead (txn.go).
 func (ss *session) recoverEmits() {
 	if ss.txn != nil {
 		ss.endTxnNow(false)
@@ -514,28 +531,30 @@ func (ss *session) recoverEmits() {
 	if stop != nil {
 		stop()
 	}
+	if ss.emitting.Load() > 0 {
+		// Emits outstanding below a failure settle first, so that the
+		// rewind need not go back past them (rewindLocked).
+		ctx, cancel := context.WithTimeout(ss.abortCtx, giveWayEmitWait)
+		_ = ss.client().Flush(ctx)
+		cancel()
+	}
 	ss.lockFold()
 	ss.emitFailed.Store(false)
-	rewind := ss.rewindLocked()
+	rewind := ss.rewindLocked() // yields the failures of the partitions it rewinds
 	for tp, ps := range ss.parts {
-		em := ps.em
-		if em == nil || em.failed == nil {
+		if ps.em == nil || ps.em.failed == nil {
 			continue
 		}
-		fail := em.failed
-		off := fail.Offset
-		if cur, ok := rewind[tp.topic][tp.partition]; ok && cur.Offset < off {
-			off = cur.Offset
-		}
+		// Nothing unfinished or buffered: read again from the failed
+		// source record, or from a record below it whose output is not
+		// acknowledged yet.
+		off := ps.capEmits(ps.em.failed.Offset)
+		ss.rewindEmitsLocked(tp, ps, off)
 		ps.rewindTo(off)
-		ss.emitGen++
-		em.rewound(off, ss.emitGen)
 		if rewind == nil {
 			rewind = make(map[string]map[int32]kgo.EpochOffset)
 		}
 		addOffset(rewind, tp, kgo.EpochOffset{Epoch: -1, Offset: off})
-		ss.errs = append(ss.errs, fail)
-		ss.log.Warn("emit failed: partition rewound to the source record", "topic", tp.topic, "partition", tp.partition, "offset", off, "to", fail.To, "err", fail.Err)
 	}
 	ss.mu.Unlock()
 	if len(rewind) > 0 {

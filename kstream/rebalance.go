@@ -16,11 +16,13 @@ import (
 // a record boundary of a range (rebalancePending, set by onCallbackBlocked)
 // and from onCallbackBlocked itself when no range is running. A concurrent
 // Handle stream first drops the records it has not started and waits for
-// the handlers running (they mark what they finish); then every partition
-// is rewound to its lowest unprocessed record, or its first polled record
-// not yet yielded, the marks are pushed so that a revoke commits them, and
-// franz-go may go on. franz-go treats a rewound offset as the partition's
-// committable position, so the rewind never passes an unprocessed record.
+// the handlers running (they mark what they finish); in the default mode
+// the records emitted so far are waited for (up to giveWayEmitWait); then
+// every partition is rewound to its lowest unprocessed record, or its first
+// polled record not yet yielded, the marks are pushed so that a revoke
+// commits them, and franz-go may go on. franz-go treats a rewound offset as
+// the partition's committable position, so the rewind never passes an
+// unprocessed record, nor one whose emits are outstanding or failed.
 // cl is given because franz-go's hook can run before openSession stored
 // the client.
 func (ss *session) giveWay(cl *kgo.Client) {
@@ -41,6 +43,14 @@ func (ss *session) giveWay(cl *kgo.Client) {
 	if stop != nil {
 		ss.noteDropped(stop())
 	}
+	if ss.txn == nil && ss.emitting.Load() > 0 {
+		// The records emitted so far (lanes that finished may have
+		// emitted too) are acknowledged first, so that the rewind,
+		// which never passes a record whose output is not acknowledged
+		// (rewindLocked), need not go back, and the commit before a
+		// revoke covers them.
+		_ = cl.Flush(ctx)
+	}
 	ss.lockFold()
 	rewind := ss.rewindLocked()
 	if ss.ctl.seekPending.Load() {
@@ -55,11 +65,6 @@ func (ss *session) giveWay(cl *kgo.Client) {
 	if len(rewind) > 0 {
 		cl.SetOffsets(rewind)
 	}
-	if ss.txn == nil && ss.emitting.Load() > 0 {
-		// So that the commit before a revoke covers the records whose
-		// emits are acknowledged meanwhile.
-		_ = cl.Flush(ctx)
-	}
 	ss.pushMarks(cl)
 	cl.AllowRebalance()
 }
@@ -70,7 +75,10 @@ const giveWayEmitWait = 10 * time.Second
 
 // rewindLocked empties the buffer and returns, per partition that needs
 // it, where to read again (partState.rewindTarget); each such partition's
-// state counts the records from there as not yielded. ss.mu is held.
+// state counts the records from there as not yielded. In the default mode
+// the position is never past a record whose emitted records are not
+// acknowledged (rewindEmitsLocked): franz-go takes it as committable.
+// ss.mu is held.
 func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 	ss.endRunLocked()
 	firstBuffered := make(map[topicPartition]*kgo.Record)
@@ -102,6 +110,10 @@ func (ss *session) rewindLocked() map[string]map[int32]kgo.EpochOffset {
 		off, ok := ps.rewindTarget(fbOff, fb != nil)
 		if !ok {
 			continue
+		}
+		if ss.txn == nil && ps.em != nil {
+			off = ps.capEmits(off)
+			ss.rewindEmitsLocked(tp, ps, off)
 		}
 		eo := kgo.EpochOffset{Epoch: -1, Offset: off}
 		if fb != nil && fb.Offset == off {
