@@ -1,11 +1,12 @@
-// Runs: the Records iterator's fast path. Once the iterator has taken a
-// record under ss.mu, it takes the records buffered after it at once, as a
-// run, and then steps through the run without the lock: per record it
-// publishes its position (one atomic store) and checks the flags that ask
-// it to stop (atomic loads). Whoever takes ss.mu through lockFold first
-// folds the run's progress into the partitions' state, so that every reader
-// under the lock (Commit, Emit, the metrics, Close) sees exactly what a
-// per-record lock would have shown it.
+// Runs: the Records iterator's fast path. The record step takes under
+// ss.mu starts a run: the buffer from that record on, through which the
+// iterator steps without the lock for as long as the records are of the
+// same partition (runStep). Per record it publishes its position (one
+// atomic store) and checks the flags that ask for the locked path (atomic
+// loads, and the range's ctx). Whoever takes ss.mu through lockFold first
+// folds the run's progress into the partition's state, so that every
+// reader under the lock (Commit, Emit, the metrics, Close) sees exactly
+// what a per-record lock would have shown it.
 
 package kstream
 
@@ -15,20 +16,27 @@ import (
 
 // A run's bookkeeping, in session:
 //
-//	run       the records of the run, under mu; nil when there is none
+//	run       the run, a view of buf from its first record on, under mu; nil
+//	          when there is none
+//	runStart  the index in buf of run[0]; runPart its partition's state
 //	runIdx    written by the iterator only: run[:runIdx] are finished by the
 //	          body, run[runIdx] is in hand
 //	runFolded under mu: how far foldRunLocked has accounted for; run[:runFolded]
 //	          are marked processed and run[runFolded] is yielded and in flight
 //	runStop   asks the iterator to end its run at the next record boundary:
-//	          set by Pause, Resume, Seek and StopAtEnd's changes (wakeLocked)
+//	          set by Pause, Resume, Seek, StopAtEnd's changes (wakeLocked) and
+//	          endRunLocked
 //
 // The iterator stores runIdx before it checks the flags, and a writer sets
 // its flag before it folds under mu (sequentially consistent atomics): so
 // either the fold sees the record the iterator is about to yield in hand,
 // or the iterator sees the flag and gives that record back instead of
-// yielding it. Records of the run after runIdx count as buffered: a run is
-// ended (endRunLocked) before anything reads or rewinds the buffer.
+// yielding it (step's unyielded). While the run lasts, buf from runStart on
+// is the run's: whatever reads or changes the buffer ends the run first
+// (endRunLocked), and nothing writes the buffer's array in place from
+// another goroutine than the iterator's (a rewind or a drop of buffered
+// records makes a new array), because the iterator may still read run[next]
+// after another goroutine ended its run.
 
 // lockFold takes ss.mu and folds the progress of a run. Every holder of
 // ss.mu outside the iterator's run steps takes it this way.
