@@ -65,9 +65,12 @@ func (s *Stream[T]) Emit(ctx context.Context, topic string, value []byte, opts .
 	if src := sourceFrom(ctx); src != nil && src.ss.handle.name == s.name {
 		return src.ss.emit(ctx, src.recs, topic, value, opts)
 	}
-	ss, err := s.session()
-	if err != nil {
-		return err
+	ss := s.openSS.Load()
+	if ss == nil {
+		var err error
+		if ss, err = s.session(); err != nil {
+			return err
+		}
 	}
 	return ss.emit(ctx, nil, topic, value, opts)
 }
@@ -168,6 +171,7 @@ type emitOp struct {
 	more   *emitMore  // a batch's source partitions; a share stream's sources
 	start  int64      // unix nanos of the Emit, with metrics only
 	txnGen uint64     // under ExactlyOnce, the transaction it was emitted in
+	next   *emitOp    // in session.acks, once acknowledged
 }
 
 // emitMore is what an emitOp needs beyond one source partition.
@@ -243,7 +247,7 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 		ties := op.ties()
 		for i := range ties {
 			t := &ties[i]
-			ps := ss.parts[t.tp]
+			ps := ss.ownedPartLocked(t.tp)
 			if ps == nil {
 				continue // revoked meanwhile: nothing of it will be committed here
 			}
@@ -285,6 +289,33 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		ss.emitting.Add(-1)
 		return
 	}
+	if err == nil && !ss.share {
+		// The common case: queue the acknowledgement and settle the queue
+		// now if the lock is free; else its holder settles it
+		// (lockFold), so that acknowledgements do not wait for the loop
+		// body's Emits, nor those for them.
+		ss.noteEmit(r.Topic, op.start, nil)
+		for {
+			op.next = ss.acks.Load()
+			if ss.acks.CompareAndSwap(op.next, op) {
+				break
+			}
+		}
+		ss.emitting.Add(-1)
+		if !ss.mu.TryLock() {
+			return
+		}
+		ss.settleAcksLocked()
+		if ss.run != nil {
+			ss.foldRunLocked()
+		}
+		push := ss.dirty && ss.pushDue.Load() && !ss.closing.Load()
+		ss.mu.Unlock()
+		if push {
+			ss.pushMarks(ss.client())
+		}
+		return
+	}
 	push := false
 	ss.lockFold()
 	if err != nil && ss.txn != nil && op.txnGen != ss.txn.gen {
@@ -323,6 +354,23 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 	}
 }
 
+// settleAcksLocked settles the acknowledgements queued by acked, in the
+// order they came. ss.mu is held.
+func (ss *session) settleAcksLocked() {
+	var fifo *emitOp
+	for op := ss.acks.Swap(nil); op != nil; {
+		next := op.next
+		op.next, fifo = fifo, op
+		op = next
+	}
+	for op := fifo; op != nil; {
+		next := op.next
+		op.next = nil
+		op.settleTiesLocked(&op.rec, nil)
+		op = next
+	}
+}
+
 // settleTiesLocked records the outcome of op's record r for each source
 // partition it ties: under ExactlyOnce a failure for the transaction;
 // in the default mode the acknowledgement, or the failure, that moves or
@@ -341,7 +389,7 @@ func (op *emitOp) settleTiesLocked(r *kgo.Record, err error) {
 			}
 			continue
 		}
-		ps := ss.parts[t.tp]
+		ps := ss.ownedPartLocked(t.tp)
 		if ps == nil || ps.em == nil {
 			continue
 		}

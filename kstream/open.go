@@ -61,6 +61,7 @@ func (s *Stream[T]) finishOpen(op *openAttempt) (*session, error) {
 		s.state, s.closingSS = stateClosed, ss
 	case err == nil:
 		s.sess, s.state = ss, stateOpen
+		s.openSS.Store(ss)
 	case closed:
 		s.state = stateClosed
 		err = ErrClosed

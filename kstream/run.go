@@ -38,10 +38,14 @@ import (
 // records makes a new array), because the iterator may still read run[next]
 // after another goroutine ended its run.
 
-// lockFold takes ss.mu and folds the progress of a run. Every holder of
-// ss.mu outside the iterator's run steps takes it this way.
+// lockFold takes ss.mu, settles the emit acknowledgements queued without
+// it (emitOp.acked) and folds the progress of a run. Every holder of ss.mu
+// outside the iterator's run steps takes it this way.
 func (ss *session) lockFold() {
 	ss.mu.Lock()
+	if ss.acks.Load() != nil {
+		ss.settleAcksLocked() // emit.go
+	}
 	if ss.run != nil {
 		ss.foldRunLocked()
 	}

@@ -99,6 +99,7 @@ type session struct {
 	// one failed and waits for recoverEmits, the generation of emit
 	// bookkeeping; the transaction of an ExactlyOnce stream (txn.go).
 	emitting   atomic.Int64
+	acks       atomic.Pointer[emitOp] // acknowledged, to be settled under mu (emitOp.acked)
 	emitFailed atomic.Bool
 	emitGen    uint64 // under mu
 	// emitCtxIn is the ctx of the last Emit and emitCtxOut its
@@ -142,6 +143,17 @@ func (ss *session) cachedPartLocked(topic string, partition int32) *partState {
 		return ps
 	}
 	return nil
+}
+
+// ownedPartLocked returns the state of tp if this member owns it (has its
+// state), nil otherwise; unlike partLocked it never creates one. The cache
+// is tried first: Emit and its acknowledgements look a partition up per
+// record. ss.mu is held.
+func (ss *session) ownedPartLocked(tp topicPartition) *partState {
+	if ps := ss.cachedPartLocked(tp.topic, tp.partition); ps != nil {
+		return ps
+	}
+	return ss.parts[tp]
 }
 
 // client returns the session's franz-go client. A rebalance callback can

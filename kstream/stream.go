@@ -48,8 +48,9 @@ type Stream[T any] struct {
 
 	mu        sync.Mutex
 	sess      *session
-	opening   *openAttempt // an Open in progress (s.mu is not held while connecting)
-	closingSS *session     // a session Close is closing, for a concurrent Close to wait on
+	openSS    atomic.Pointer[session] // sess, for Emit's per-record look-up without mu
+	opening   *openAttempt            // an Open in progress (s.mu is not held while connecting)
+	closingSS *session                // a session Close is closing, for a concurrent Close to wait on
 	state     streamState
 	ranging   bool
 	inherited inherited // from the engine the stream was added to
@@ -225,6 +226,7 @@ func (s *Stream[T]) closeCtx(ctx context.Context) error {
 		ss = s.closingSS // wait for a Close in progress
 	}
 	s.sess, s.state, s.closingSS = nil, stateClosed, ss
+	s.openSS.Store(nil)
 	s.mu.Unlock()
 	if ss == nil {
 		return nil
@@ -424,6 +426,7 @@ func (s *Stream[T]) beginRange(ctx context.Context) (ss *session, release func()
 		if closeIt {
 			// The loop owned this Open; after it the stream is as new.
 			s.sess, s.state = nil, stateNew
+			s.openSS.Store(nil)
 		}
 		s.mu.Unlock()
 		for _, f := range afterEnd {
