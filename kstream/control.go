@@ -154,12 +154,11 @@ func (ss *session) resume(partitions map[string][]int32) {
 			}
 			delete(ss.ctl.paused, tp)
 			del[t] = append(del[t], p)
-			if held := ss.ctl.held[tp]; len(held) > 0 {
-				delete(ss.ctl.held, tp)
-				ss.insertHeldLocked(held)
-			}
 		}
 	}
+	if ss.run == nil {
+		ss.insertResumedLocked()
+	} // else the iterator inserts them once its run ends, at the next boundary (step)
 	ss.wakeLocked()
 	cl := ss.client() // read under ss.mu: see openSession
 	ss.mu.Unlock()
@@ -195,8 +194,10 @@ func (ss *session) holdLocked(tp topicPartition, r *kgo.Record) {
 // order: after any of its records with lower offsets (given back by a
 // break, which were in hand when the pause came), before those with higher
 // ones (fetched before the pause reached franz-go). ss.mu is held.
+//
+// No run may be active: the buffer from a run's start on is the run's
+// (run.go). A Resume during a run leaves the records kept (insertResumedLocked).
 func (ss *session) insertHeldLocked(held []*kgo.Record) {
-	ss.endRunLocked()
 	first := held[0]
 	at := ss.pos
 	for i := ss.pos; i < len(ss.buf); i++ {
@@ -210,6 +211,22 @@ func (ss *session) insertHeldLocked(held []*kgo.Record) {
 	buf = append(buf, held...)
 	buf = append(buf, ss.buf[at:]...)
 	ss.buf, ss.pos = buf, 0
+}
+
+// insertResumedLocked puts the records kept for partitions no longer
+// paused back in the buffer (insertHeldLocked): at a Resume, or, when the
+// Resume came during a run, once the run has ended (step, endRange), before
+// anything newer of those partitions is polled. ss.mu is held; no run is
+// active.
+func (ss *session) insertResumedLocked() {
+	for tp, held := range ss.ctl.held {
+		if !ss.ctl.paused[tp] {
+			delete(ss.ctl.held, tp)
+			if len(held) > 0 {
+				ss.insertHeldLocked(held)
+			}
+		}
+	}
 }
 
 // wakeLocked ends the poll in progress, or the next one if none is in

@@ -102,13 +102,13 @@ func (s *Stream[T]) records(ctx context.Context, traceRange bool) iter.Seq2[Reco
 		var head *kgo.Record // run[0]
 		next := 0
 		for {
-			r, unyielded := ss.runStep(run, next, head, done)
+			r := ss.runStep(run, next, head, done)
 			if r != nil {
 				next++
 			} else {
 				var fe error
 				var st popStatus
-				r, fe, st, run = ss.step(ctx, done, prev, unyielded)
+				r, fe, st, run = ss.step(ctx, done, prev)
 				head, next = r, 1
 				prev = nil
 				if st != popRecord {

@@ -25,22 +25,16 @@ const (
 // then takes the next record and records it as yielded and in flight. It is
 // the locked path of Records.
 //
-// With a run (run.go) prev is the last record the run yielded, and
-// unyielded, if not nil, the run's next record, published by runStep but not
-// yielded; the run ends here and unyielded goes back to the buffer. If a
-// record is taken, the buffer after it becomes the next run, returned for
-// runStep.
-func (ss *session) step(ctx context.Context, done <-chan struct{}, prev, unyielded *kgo.Record) (*kgo.Record, error, popStatus, []*kgo.Record) {
+// With a run (run.go) prev is the last record the run yielded; the run ends
+// here (unless a Close ended it already), and the records kept for
+// partitions resumed meanwhile go back to the buffer. If a record is taken,
+// the buffer from it on becomes the next run, returned for runStep.
+func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Record) (*kgo.Record, error, popStatus, []*kgo.Record) {
 	push := false
 	ss.lockFold()
-	ss.endRunLocked() // if another goroutine has not
-	if unyielded != nil && len(ss.inflight) == 1 && ss.inflight[0] == unyielded {
-		// A fold saw it published: it counts as in hand, and prev, before
-		// it, as processed.
-		ss.inflight = ss.inflight[:0]
-		ss.giveBackLocked([]*kgo.Record{unyielded})
-		prev = nil
-		push = ss.dirty && ss.pushDue.Load()
+	ss.endRunLocked()
+	if len(ss.ctl.held) > 0 {
+		ss.insertResumedLocked()
 	}
 	if prev != nil {
 		ss.inflight = ss.inflight[:0]

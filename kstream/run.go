@@ -25,18 +25,21 @@ import (
 //	          are marked processed and run[runFolded] is yielded and in flight
 //	runStop   asks the iterator to end its run at the next record boundary:
 //	          set by Pause, Resume, Seek, StopAtEnd's changes (wakeLocked) and
-//	          endRunLocked
+//	          endRunLocked; reset when a run starts, under mu
 //
-// The iterator stores runIdx before it checks the flags, and a writer sets
-// its flag before it folds under mu (sequentially consistent atomics): so
-// either the fold sees the record the iterator is about to yield in hand,
-// or the iterator sees the flag and gives that record back instead of
-// yielding it (step's unyielded). While the run lasts, buf from runStart on
-// is the run's: whatever reads or changes the buffer ends the run first
-// (endRunLocked), and nothing writes the buffer's array in place from
-// another goroutine than the iterator's (a rewind or a drop of buffered
-// records makes a new array), because the iterator may still read run[next]
-// after another goroutine ended its run.
+// The iterator checks the flags (and the range's ctx) before it publishes a
+// record, and yields every record it publishes: a fold never sees in hand a
+// record that no body was given. A flag raised meanwhile is seen at the
+// next boundary, as if raised just after the step. While the run lasts, buf
+// from runStart on is the run's: the iterator itself ends the run (step,
+// endRange, decode retry, the rewinds and buffer drops of its slow path)
+// before anything reads or changes the buffer; another goroutine does not,
+// except for a Close (a rewind ending its transaction, the revoke of its
+// leave), after which nothing is yielded or committed from the buffer. A
+// Resume during a run leaves the records it would insert kept until the
+// run ends (insertResumedLocked). Nothing writes the buffer's array in
+// place from another goroutine (a rewind or a drop of buffered records makes
+// a new array), since the iterator may still read run[next] from its view.
 
 // lockFold takes ss.mu, settles the emit acknowledgements queued without
 // it (emitOp.acked) and folds the progress of a run. Every holder of ss.mu
@@ -75,10 +78,7 @@ func (ss *session) foldRunLocked() {
 // endRunLocked ends the run: its progress is folded, the records up to the
 // one in hand count as taken from the buffer, and the rest as buffered. The
 // record in hand stays in flight (the caller finishes it or gives it back).
-// Called by another goroutine than the iterator's (Resume, a Close ending a
-// transaction), it sets runStop first, so that the iterator, if it
-// published a record after the fold read its position, sees the flag and
-// gives that record back (step). ss.mu is held.
+// ss.mu is held.
 func (ss *session) endRunLocked() {
 	if ss.run == nil {
 		return
@@ -128,26 +128,27 @@ func (ss *session) runFlagged() bool {
 }
 
 // runStep is the iterator's step through its run: prev, run[next-1], is
-// finished, and run[next] is taken if it is of the same partition and the
-// run goes on. Otherwise it returns nil, and the caller steps under the lock
-// (step), which ends the run: with unyielded, run[next] if runStep published
-// it before it saw that the run must end (the range's ctx is done, or
-// runFlagged), for step to give back.
+// finished, and run[next] is taken if it is of the same partition and
+// nothing asks for the locked path (the range's ctx is done, or
+// runFlagged); otherwise it returns nil, and the caller steps under the
+// lock (step), which ends the run.
+//
+// The checks come before the position is published, and a record published
+// is always yielded: no other goroutine ever sees in hand a record no body
+// was given (Commit covers the record in hand). A flag raised between the
+// checks and the store is seen at the next boundary, as if it had been
+// raised just after the step.
 //
 // The slots of the records before run[next] may have been cleared by a fold
 // that ended the run: runStep reads only run[next], and r's partition is
 // compared with head's, the run's first record, which the caller keeps.
-func (ss *session) runStep(run []*kgo.Record, next int, head *kgo.Record, done <-chan struct{}) (r, unyielded *kgo.Record) {
+func (ss *session) runStep(run []*kgo.Record, next int, head *kgo.Record, done <-chan struct{}) *kgo.Record {
 	if next >= len(run) {
-		return nil, nil
+		return nil
 	}
-	r = run[next] // read before the store: a fold that sees it may end the run
+	r := run[next]
 	if r.Partition != head.Partition || r.Topic != head.Topic {
-		return nil, nil // the next partition's records: popLocked checks them
-	}
-	ss.runIdx.Store(int32(next))
-	if ss.runFlagged() {
-		return nil, r
+		return nil // the next partition's records: popLocked checks them
 	}
 	// The range's ctx is looked at here, not through a flag set by
 	// context.AfterFunc: a body that cancels it must see the range end at
@@ -155,8 +156,12 @@ func (ss *session) runStep(run []*kgo.Record, next int, head *kgo.Record, done <
 	// its own.
 	select {
 	case <-done:
-		return nil, r
+		return nil
 	default:
 	}
-	return r, nil
+	if ss.runFlagged() {
+		return nil
+	}
+	ss.runIdx.Store(int32(next))
+	return r
 }

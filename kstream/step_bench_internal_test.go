@@ -107,11 +107,11 @@ func BenchmarkStepKstream(b *testing.B) {
 		ss.mu.Unlock()
 		run, head, next = nil, nil, 0
 		for range poll {
-			r, unyielded := ss.runStep(run, next, head, done)
+			r := ss.runStep(run, next, head, done)
 			if r != nil {
 				next++
 			} else {
-				r, _, _, run = ss.step(ctx, done, prev, unyielded)
+				r, _, _, run = ss.step(ctx, done, prev)
 				head, next = r, 1
 			}
 			if derr := s.decodeInto(&rec, r); !body(rec, derr) {
