@@ -161,9 +161,8 @@ func sourceFrom(ctx context.Context) *emitSource {
 	return src
 }
 
-// emitOp is one emitted record until its acknowledgement: one allocation
-// per Emit (kept small: it is the per-record cost of Emit), its promise
-// bound once.
+// emitOp is one emitted record until its acknowledgement, then kept for
+// the next Emit (newEmitOpLocked), its promise bound once.
 type emitOp struct {
 	rec    kgo.Record
 	ss     *session
@@ -171,7 +170,9 @@ type emitOp struct {
 	more   *emitMore  // a batch's source partitions; a share stream's sources
 	start  int64      // unix nanos of the Emit, with metrics only
 	txnGen uint64     // under ExactlyOnce, the transaction it was emitted in
-	next   *emitOp    // in session.acks, once acknowledged
+	next   *emitOp    // in session.acks or session.freedOps, once acknowledged
+	// promise is acked, bound once: an emitOp is reused (newEmitOpLocked).
+	promise func(*kgo.Record, error)
 }
 
 // emitMore is what an emitOp needs beyond one source partition.
@@ -205,9 +206,9 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	// what it emitted is written (Close flushes). ctx's values (a trace)
 	// go with the record.
 	ctx = orBackground(ctx)
-	op := &emitOp{ss: ss}
-	op.rec = kgo.Record{Topic: topic, Value: value}
 	ss.lockFold()
+	op := ss.newEmitOpLocked()
+	op.rec.Topic, op.rec.Value = topic, value
 	if ctx != ss.emitCtxIn {
 		// A range body emits under the same ctx record after record:
 		// one WithoutCancel (and one sendCtx for ToPartition) for all
@@ -264,8 +265,45 @@ func (ss *session) emit(ctx context.Context, recs []*kgo.Record, topic string, v
 	if ss.m != nil {
 		op.start = time.Now().UnixNano() // for the emit latency histogram
 	}
-	ss.client().Produce(ctx, &op.rec, op.acked)
+	ss.client().Produce(ctx, &op.rec, op.promise)
 	return nil
+}
+
+// emitOpsKept bounds how many acknowledged emitOps a session keeps for
+// reuse: as many as a client buffers by default (franz-go's and the
+// engine's 10 000), so that a steady pipeline allocates none; at most
+// about 3 MiB.
+const emitOpsKept = DefaultMaxBufferedRecords
+
+// newEmitOpLocked returns a zeroed emitOp: one acknowledged and given back
+// (freeEmitOpLocked, or under ExactlyOnce the lock-free freed list), or a
+// new one with its promise bound. franz-go does not touch a record once its
+// promise has returned. ss.mu is held.
+func (ss *session) newEmitOpLocked() *emitOp {
+	if len(ss.emitOps) == 0 {
+		for op := ss.freedOps.Swap(nil); op != nil && len(ss.emitOps) < emitOpsKept; op = op.next {
+			ss.emitOps = append(ss.emitOps, op)
+		}
+	}
+	if n := len(ss.emitOps); n > 0 {
+		op := ss.emitOps[n-1]
+		ss.emitOps[n-1] = nil
+		ss.emitOps = ss.emitOps[:n-1]
+		*op = emitOp{ss: ss, promise: op.promise}
+		return op
+	}
+	op := &emitOp{ss: ss}
+	op.promise = op.acked
+	return op
+}
+
+// freeEmitOpLocked keeps op, acknowledged and settled, for reuse. ss.mu is
+// held.
+func (ss *session) freeEmitOpLocked(op *emitOp) {
+	if len(ss.emitOps) < emitOpsKept {
+		op.rec = kgo.Record{} // no reference to the value or the ctx while kept
+		ss.emitOps = append(ss.emitOps, op)
+	}
 }
 
 // addTie adds r's partition to ties, or lowers its offset there.
@@ -287,6 +325,14 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		// transaction's end flushes and commits.
 		ss.noteEmit(r.Topic, op.start, nil)
 		ss.emitting.Add(-1)
+		// Given back for reuse (newEmitOpLocked), without the lock.
+		op.rec = kgo.Record{}
+		for {
+			op.next = ss.freedOps.Load()
+			if ss.freedOps.CompareAndSwap(op.next, op) {
+				break
+			}
+		}
 		return
 	}
 	if err == nil && !ss.share {
@@ -367,6 +413,7 @@ func (ss *session) settleAcksLocked() {
 		next := op.next
 		op.next = nil
 		op.settleTiesLocked(&op.rec, nil)
+		ss.freeEmitOpLocked(op)
 		op = next
 	}
 }

@@ -100,6 +100,8 @@ type session struct {
 	// bookkeeping; the transaction of an ExactlyOnce stream (txn.go).
 	emitting   atomic.Int64
 	acks       atomic.Pointer[emitOp] // acknowledged, to be settled under mu (emitOp.acked)
+	freedOps   atomic.Pointer[emitOp] // acknowledged under ExactlyOnce, for reuse
+	emitOps    []*emitOp              // for reuse, under mu (newEmitOpLocked)
 	emitFailed atomic.Bool
 	emitGen    uint64 // under mu
 	// emitCtxIn is the ctx of the last Emit and emitCtxOut its
