@@ -61,7 +61,7 @@ interop:
 # Churn, fault and shutdown suites (docs/reliability.md): about 10 minutes.
 # The churn scenarios carry the chaos build tag, so make test does not build them.
 chaos:
-	CHAOS=1 $(GO) test -tags chaos -race -count=1 -timeout 15m -v ./integration/chaos/
+	CHAOS=1 $(GO) test -tags chaos -race -count=1 -timeout 30m -v ./integration/chaos/
 	$(GO) test -race -count=1 -timeout 5m ./integration/faults/
 
 # The bounded subset of the churn suite (under 2 minutes), run by .ci/run.

@@ -16,7 +16,7 @@
 // The scenarios carry the chaos build tag and run only with CHAOS=1 (they
 // take minutes and load every core); -short selects a bounded subset:
 //
-//	CHAOS=1 go test -tags chaos -race -count=1 -timeout 15m -v ./integration/chaos/       # make chaos
+//	CHAOS=1 go test -tags chaos -race -count=1 -timeout 30m -v ./integration/chaos/       # make chaos
 //	CHAOS=1 go test -tags chaos -race -count=1 -short -timeout 5m ./integration/chaos/    # make chaos-short
 //
 // Environment:
