@@ -26,6 +26,8 @@
 //	                      process scenarios and 45s in process; 15s and 8s with -short)
 //	CHAOS_ROUNDS=n        engines stopped mid-rebalance in scenario 5 (default 30, 4 with -short)
 //	CHAOS_REPORT=file     write the results table (Markdown) to file
+//	CHAOS_KEEP=1          keep the members' files and logs of a process scenario that
+//	                      passed (a failed one keeps them anyway); the log names the directory
 //	CHAOS_MODES=a,b       member modes of the process churn scenarios, overriding theirs
 //	                      (records, manual, engine; franz: franz-go alone, the control;
 //	                      scenario 8: share, or share-franz for franz-go alone;

@@ -389,7 +389,7 @@ func workDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("CHAOS_KEEP") != "" {
 			t.Logf("member files and logs kept in %s", dir)
 			return
 		}
