@@ -3,7 +3,9 @@ package kstream_test
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,7 +69,7 @@ func TestPauseResumeFromAnotherGoroutineDuringRuns(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	toggles := 0
+	var toggles atomic.Int64
 	go func() {
 		defer wg.Done()
 		rng := rand.New(rand.NewPCG(1, 2))
@@ -82,7 +84,7 @@ func TestPauseResumeFromAnotherGoroutineDuringRuns(t *testing.T) {
 			s.Pause(map[string][]int32{e.topic: {p}})
 			time.Sleep(time.Duration(rng.IntN(200)) * time.Microsecond) // how long the pause lasts, not synchronization
 			s.Resume(map[string][]int32{e.topic: {p}})
-			toggles++
+			toggles.Add(1)
 		}
 	}()
 	var pp perPartition
@@ -95,11 +97,18 @@ func TestPauseResumeFromAnotherGoroutineDuringRuns(t *testing.T) {
 		if got++; got == parts*per {
 			break
 		}
+		if got%100 == 0 {
+			// Let the pauses and resumes interleave with the loop even on
+			// a fast machine: every 100 records, wait for the next one.
+			for n := toggles.Load(); toggles.Load() == n && ctx.Err() == nil; {
+				runtime.Gosched()
+			}
+		}
 	}
 	close(stop)
 	wg.Wait()
 	pp.check(t, parts, 0, per)
-	if toggles == 0 {
+	if toggles.Load() == 0 {
 		t.Fatal("no pause and resume ran while the stream was read")
 	}
 }

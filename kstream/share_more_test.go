@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/gokstreams/kstreams/codec"
@@ -200,12 +201,26 @@ func TestShareResetOffsetNotAllowed(t *testing.T) {
 	}
 	// The group starts at Kafka's default, latest: a record produced now
 	// is delivered.
+	// The producing goroutine ends before the test does (it used to run
+	// until the env's ctx was canceled at cleanup, failing the test with
+	// a produce canceled by that).
+	pctx, stopProducing := context.WithCancel(e.ctx)
+	var producing sync.WaitGroup
+	producing.Add(1)
 	go func() {
-		for e.ctx.Err() == nil {
-			e.produce(0, 1)
-			time.Sleep(100 * time.Millisecond)
+		defer producing.Done()
+		for pctx.Err() == nil {
+			if err := e.c.Produce(pctx, &kgo.Record{Topic: e.topic, Value: []byte("v0")}); err != nil && pctx.Err() == nil {
+				t.Errorf("produce: %v", err)
+				return
+			}
+			select {
+			case <-pctx.Done():
+			case <-time.After(100 * time.Millisecond): // the pace of production, not synchronization
+			}
 		}
 	}()
+	defer func() { stopProducing(); producing.Wait() }()
 	if got := take(t, e.ctx, s, 1); got[0].Value != "v0" {
 		t.Fatalf("got %v", got)
 	}
