@@ -158,7 +158,7 @@ func (ss *session) resume(partitions map[string][]int32) {
 	}
 	if ss.run == nil {
 		ss.insertResumedLocked()
-	} // else the iterator inserts them once its run ends, at the next boundary (step)
+	} // else endRunLocked inserts them once the run ends, at the next boundary
 	ss.wakeLocked()
 	cl := ss.client() // read under ss.mu: see openSession
 	ss.mu.Unlock()
@@ -215,7 +215,7 @@ func (ss *session) insertHeldLocked(held []*kgo.Record) {
 
 // insertResumedLocked puts the records kept for partitions no longer
 // paused back in the buffer (insertHeldLocked): at a Resume, or, when the
-// Resume came during a run, once the run has ended (step, endRange), before
+// Resume came during a run, once the run has ended (endRunLocked), before
 // anything newer of those partitions is polled. ss.mu is held; no run is
 // active.
 func (ss *session) insertResumedLocked() {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/gokstreams/kstreams/codec"
@@ -327,12 +328,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		ss.emitting.Add(-1)
 		// Given back for reuse (newEmitOpLocked), without the lock.
 		op.rec = kgo.Record{}
-		for {
-			op.next = ss.freedOps.Load()
-			if ss.freedOps.CompareAndSwap(op.next, op) {
-				break
-			}
-		}
+		op.pushTo(&ss.freedOps)
 		return
 	}
 	if err == nil && !ss.share {
@@ -341,20 +337,12 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		// (lockFold), so that acknowledgements do not wait for the loop
 		// body's Emits, nor those for them.
 		ss.noteEmit(r.Topic, op.start, nil)
-		for {
-			op.next = ss.acks.Load()
-			if ss.acks.CompareAndSwap(op.next, op) {
-				break
-			}
-		}
+		op.pushTo(&ss.acks)
 		ss.emitting.Add(-1)
 		if !ss.mu.TryLock() {
 			return
 		}
-		ss.settleAcksLocked()
-		if ss.run != nil {
-			ss.foldRunLocked()
-		}
+		ss.foldLocked()
 		push := ss.dirty && ss.pushDue.Load() && !ss.closing.Load()
 		ss.mu.Unlock()
 		if push {
@@ -397,6 +385,17 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		// The loop may be waiting for records: push now, as the mark
 		// timer, which is idle, would have.
 		ss.pushMarks(ss.client())
+	}
+}
+
+// pushTo puts op on the lock-free list at head (session.acks or
+// session.freedOps), which is taken whole with a Swap.
+func (op *emitOp) pushTo(head *atomic.Pointer[emitOp]) {
+	for {
+		op.next = head.Load()
+		if head.CompareAndSwap(op.next, op) {
+			return
+		}
 	}
 }
 

@@ -163,6 +163,20 @@ func (e *windowEnv) watch(d time.Duration, limit int64) {
 	}
 }
 
+// finish waits until every input record is committed, then ends the loop
+// (cancel) and fails the test if it returned an error on done.
+func (e *windowEnv) finish(cancel context.CancelFunc, done <-chan error) {
+	e.t.Helper()
+	windowEventually(e.t, 15*time.Second, "the commit of every input record", func() bool {
+		_, committed := e.position()
+		return committed == windowRecords
+	})
+	cancel()
+	if err := <-done; err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // outputs returns how many times each value was written to the output
 // topic.
 func (e *windowEnv) outputs() map[string]int {
@@ -280,14 +294,7 @@ func TestEmitGiveWayNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 	// No output is acknowledged: franz-go may commit no more than 0.
 	e.watch(time.Second, 0)
 	e.releaseProduce()
-	windowEventually(t, 15*time.Second, "the commit of every input record", func() bool {
-		_, committed := e.position()
-		return committed == windowRecords
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	e.finish(cancel, done)
 	// The give-way waited for the emits: the rewind did not have to go
 	// back past records 0 to 9, so no record was handled twice.
 	for off := range int64(windowRecords) {
@@ -357,14 +364,7 @@ func TestEmitRecoveryNeverCommitsPastUnacknowledgedOutput(t *testing.T) {
 	// no output is acknowledged, franz-go may commit no more than 0.
 	e.watch(time.Second, 0)
 	e.releaseProduce()
-	windowEventually(t, 15*time.Second, "the commit of every input record", func() bool {
-		_, committed := e.position()
-		return committed == windowRecords
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	e.finish(cancel, done)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(emitErrs) != 1 || emitErrs[0].Offset != 5 || !errors.Is(emitErrs[0], kerr.MessageTooLarge) {
@@ -443,14 +443,7 @@ func TestEmitGiveWayNeverPassesAFailedEmit(t *testing.T) {
 			return nil
 		}()
 	}()
-	windowEventually(t, 15*time.Second, "the commit of every input record", func() bool {
-		_, committed := e.position()
-		return committed == windowRecords
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	e.finish(cancel, done)
 	if len(emitErrs) == 0 || emitErrs[0].Offset != 0 || !errors.Is(emitErrs[0], kerr.InvalidRecord) {
 		t.Fatalf("emit errors %v, want the failure of source record 0 first", emitErrs)
 	}

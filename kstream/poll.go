@@ -33,9 +33,6 @@ func (ss *session) step(ctx context.Context, done <-chan struct{}, prev *kgo.Rec
 	push := false
 	ss.lockFold()
 	ss.endRunLocked()
-	if len(ss.ctl.held) > 0 {
-		ss.insertResumedLocked()
-	}
 	if prev != nil {
 		ss.inflight = ss.inflight[:0]
 		// Under ExactlyOnce a record finished while closing is marked:

@@ -46,6 +46,11 @@ import (
 // outside the iterator's run steps takes it this way.
 func (ss *session) lockFold() {
 	ss.mu.Lock()
+	ss.foldLocked()
+}
+
+// foldLocked is lockFold's work once ss.mu is held.
+func (ss *session) foldLocked() {
 	if ss.acks.Load() != nil {
 		ss.settleAcksLocked() // emit.go
 	}
@@ -75,21 +80,24 @@ func (ss *session) foldRunLocked() {
 	ss.runFolded = idx
 }
 
-// endRunLocked ends the run: its progress is folded, the records up to the
-// one in hand count as taken from the buffer, and the rest as buffered. The
-// record in hand stays in flight (the caller finishes it or gives it back).
-// ss.mu is held.
+// endRunLocked ends the run, if there is one: its progress is folded, the
+// records up to the one in hand count as taken from the buffer, and the rest
+// as buffered. The record in hand stays in flight (the caller finishes it or
+// gives it back). Then the records kept for partitions resumed during the
+// run go back to the buffer (insertResumedLocked). ss.mu is held.
 func (ss *session) endRunLocked() {
-	if ss.run == nil {
-		return
+	if ss.run != nil {
+		ss.runStop.Store(true)
+		ss.foldRunLocked()
+		// Only the slots the iterator has read are cleared: it may still
+		// read the next one.
+		ss.pos = ss.runStart + ss.runFolded + 1
+		clear(ss.buf[ss.runStart:ss.pos])
+		ss.run, ss.runPart, ss.runFolded = nil, nil, 0
 	}
-	ss.runStop.Store(true)
-	ss.foldRunLocked()
-	// Only the slots the iterator has read are cleared: it may still read
-	// the next one.
-	ss.pos = ss.runStart + ss.runFolded + 1
-	clear(ss.buf[ss.runStart:ss.pos])
-	ss.run, ss.runPart, ss.runFolded = nil, nil, 0
+	if len(ss.ctl.held) > 0 {
+		ss.insertResumedLocked()
+	}
 }
 
 // startRunLocked makes r, just taken by popLocked from the buffer, the

@@ -185,9 +185,6 @@ func (ss *session) beginRange() {
 func (ss *session) endRange() {
 	ss.lockFold()
 	ss.endRunLocked() // the record in hand is in flight, the rest buffered
-	if len(ss.ctl.held) > 0 {
-		ss.insertResumedLocked()
-	}
 	ss.ranging = false
 	if ss.share {
 		// A record acknowledged by Ack is not given back (share.go).
