@@ -75,74 +75,84 @@ func (s *Stream[T]) records(ctx context.Context, traceRange bool) iter.Seq2[Reco
 			yield(Record[T]{}, err)
 			return
 		}
-		if unopenedRange(ctx, s, s.Records, yield) {
-			return
+		// The loop is called directly, not through a wrapped yield: one
+		// function call less per record.
+		loop := func(ctx context.Context) bool { return s.recordsLoop(ctx, traceRange, yield) }
+		if !unopenedRange(ctx, s, loop, yield) {
+			s.recordsLoop(ctx, traceRange, yield)
 		}
-		ss, release, err := s.beginRange(ctx)
-		if err != nil {
-			yield(Record[T]{}, err)
-			return
-		}
-		defer release()
-		defer s.useDecodeCtx(ctx, ss)()
-		done := ctx.Done()
-		var prev *kgo.Record
-		var rec Record[T]
-		var retry decodeRetry
-		var tr *tracing
-		var span rangeSpan
-		if traceRange {
-			tr = s.tracingOf()
-			defer span.end()
-		}
-		// run holds the records taken at once after the last one step
-		// took, stepped through without the lock (run.go); next is the
-		// index of the next one.
-		var run []*kgo.Record
-		var head *kgo.Record // run[0]
-		next := 0
-		for {
-			r := ss.runStep(run, next, head, done)
-			if r != nil {
-				next++
-			} else {
-				var fe error
-				var st popStatus
-				r, fe, st, run = ss.step(ctx, done, prev)
-				head, next = r, 1
-				prev = nil
-				if st != popRecord {
-					return
+	}
+}
+
+// recordsLoop is the loop of a range over Records; it reports whether a call
+// of yield returned false.
+func (s *Stream[T]) recordsLoop(ctx context.Context, traceRange bool, yield func(Record[T], error) bool) (broke bool) {
+	ss, release, err := s.beginRange(ctx)
+	if err != nil {
+		return !yield(Record[T]{}, err)
+	}
+	defer release()
+	defer s.useDecodeCtx(ctx, ss)()
+	done := ctx.Done()
+	var prev *kgo.Record
+	var rec Record[T]
+	var retry decodeRetry
+	var tr *tracing
+	var span rangeSpan
+	if traceRange {
+		tr = s.tracingOf()
+		defer span.end()
+	}
+	// run holds the records taken at once after the last one step
+	// took, stepped through without the lock (run.go); next is the
+	// index of the next one.
+	var run []*kgo.Record
+	var head *kgo.Record // run[0]
+	next := 0
+	for {
+		r := ss.runStep(run, next, head, done)
+		if r != nil {
+			next++
+		} else {
+			var fe error
+			var st popStatus
+			r, fe, st, run = ss.step(ctx, done, prev)
+			head, next = r, 1
+			prev = nil
+			if st != popRecord {
+				return false
+			}
+			if fe != nil {
+				if !yield(errRecord[T](fe), fe) {
+					return true
 				}
-				if fe != nil {
-					if !yield(errRecord[T](fe), fe) || isFatal(fe) {
-						return
-					}
-					continue
+				if isFatal(fe) {
+					return false
 				}
+				continue
 			}
-			derr := s.decodeInto(&rec, r)
-			if derr != nil {
-				if unavailable(derr) {
-					// retry ends the run and gives r back.
-					run, prev = nil, nil
-					if !retry.retry(ctx, ss, []*kgo.Record{r}, derr) {
-						return
-					}
-					continue
-				}
-				ss.noteDecodeError(r.Topic)
-			}
-			retry.ok(ss)
-			if tr != nil {
-				span.start(tr, ctx, s.cfg.group, r)
-			}
-			if !yield(rec, derr) {
-				return
-			}
-			span.end()
-			prev = r
 		}
+		derr := s.decodeInto(&rec, r)
+		if derr != nil {
+			if unavailable(derr) {
+				// retry ends the run and gives r back.
+				run, prev = nil, nil
+				if !retry.retry(ctx, ss, []*kgo.Record{r}, derr) {
+					return false
+				}
+				continue
+			}
+			ss.noteDecodeError(r.Topic)
+		}
+		retry.ok(ss)
+		if tr != nil {
+			span.start(tr, ctx, s.cfg.group, r)
+		}
+		if !yield(rec, derr) {
+			return true
+		}
+		span.end()
+		prev = r
 	}
 }
 
@@ -174,8 +184,15 @@ func (s *Stream[T]) batches(ctx context.Context, max int, wait time.Duration, tr
 			yield(nil, err)
 			return
 		}
-		batches := func(ctx context.Context) iter.Seq2[[]Record[T], error] { return s.Batches(ctx, max, wait) }
-		if unopenedRange(ctx, s, batches, yield) {
+		loop := func(ctx context.Context) (broke bool) {
+			for v, err := range s.Batches(ctx, max, wait) {
+				if !yield(v, err) {
+					return true
+				}
+			}
+			return false
+		}
+		if unopenedRange(ctx, s, loop, yield) {
 			return
 		}
 		if max <= 0 {

@@ -326,7 +326,8 @@ type rangeClaim struct {
 
 type rangeClaimKey struct{}
 
-// unopenedRange runs the range of seq for a stream that was never opened,
+// unopenedRange runs loop, a range's loop that reports whether a call of
+// yield returned false, for a stream that was never opened,
 // which opens the stream and closes it at the end of the loop, so that the
 // error of that close (its final commit) reaches the loop: it is yielded as
 // the last value when the loop ended without break (its ctx ended, or the
@@ -334,7 +335,7 @@ type rangeClaimKey struct{}
 // a return or a panic, when yield may not be called again, it is logged. It
 // reports false, doing nothing, for a stream that is open (or opening, or
 // closed, or being ranged over): the range deals with those itself.
-func unopenedRange[T, V any](ctx context.Context, s *Stream[T], seq func(context.Context) iter.Seq2[V, error], yield func(V, error) bool) bool {
+func unopenedRange[T, V any](ctx context.Context, s *Stream[T], loop func(context.Context) (broke bool), yield func(V, error) bool) bool {
 	if c, _ := ctx.Value(rangeClaimKey{}).(*rangeClaim); c != nil && c.owner == any(s) {
 		return false // the inner range of unopenedRange itself
 	}
@@ -345,19 +346,13 @@ func unopenedRange[T, V any](ctx context.Context, s *Stream[T], seq func(context
 		return false
 	}
 	claim := &rangeClaim{owner: s}
-	broke, ended := false, false
+	ended := false
 	defer func() {
 		if !ended && claim.closeErr != nil { // a panic went through the loop
 			claim.log.Error("closing stream opened by its loop", "err", claim.closeErr)
 		}
 	}()
-	seq(context.WithValue(ctx, rangeClaimKey{}, claim))(func(v V, err error) bool {
-		if !yield(v, err) {
-			broke = true
-			return false
-		}
-		return true
-	})
+	broke := loop(context.WithValue(ctx, rangeClaimKey{}, claim))
 	ended = true
 	switch {
 	case claim.closeErr == nil:
