@@ -15,7 +15,10 @@ type bytesCodec struct{}
 func (bytesCodec) Decode(data []byte) ([]byte, error) { return data, nil }
 
 // NoPanicDecode marks Decode as one kstream need not guard (internal/nopanic).
-func (bytesCodec) NoPanicDecode()                  {}
+func (bytesCodec) NoPanicDecode() {}
+
+// BytesDecode marks Decode as the identity (internal/nopanic).
+func (bytesCodec) BytesDecode()                    {}
 func (bytesCodec) Encode(v []byte) ([]byte, error) { return v, nil }
 func (bytesCodec) AppendEncode(dst, v []byte) ([]byte, error) {
 	return append(dst, v...), nil

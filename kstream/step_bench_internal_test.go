@@ -76,7 +76,7 @@ func BenchmarkStepLean(b *testing.B) {
 
 func BenchmarkStepKstream(b *testing.B) {
 	polls := stepBenchRecords()
-	s := &Stream[[]byte]{dec: codec.Bytes(), decNoPanic: true}
+	s := &Stream[[]byte]{dec: codec.Bytes(), decNoPanic: true, decBytes: true}
 	s.cfg.group = "g"
 	ss := &session{cfg: &s.cfg, group: true, parts: make(map[topicPartition]*partState),
 		scratch: make(map[string]map[int32]kgo.EpochOffset)}

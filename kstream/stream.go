@@ -39,6 +39,9 @@ type Stream[T any] struct {
 	// decNoPanic: dec is one of the codec package's decoders that cannot
 	// panic, called without a deferred recover.
 	decNoPanic bool
+	// decBytes: dec is codec.Bytes, whose value is the record's bytes;
+	// decodeInto sets it without calling Decode.
+	decBytes bool
 	// decodeCtx is what a ContextDecoder gets: the range's context, ended
 	// also when the stream stops fetching. Set and read by the ranging
 	// goroutine only (one range at a time).
@@ -84,6 +87,7 @@ func NewStream[T any](dec codec.Decoder[T], opts ...Option) (*Stream[T], error) 
 	s.nilDec, _ = dec.(codec.NilDecoder[T])
 	s.ctxDec, _ = dec.(codec.ContextDecoder[T])
 	_, s.decNoPanic = dec.(nopanic.Decoder)
+	_, s.decBytes = dec.(nopanic.BytesDecoder)
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -467,6 +471,12 @@ func (s *Stream[T]) decodeInto(rec *Record[T], r *kgo.Record) error {
 	rec.Key, rec.Headers, rec.Timestamp, rec.Raw = r.Key, r.Headers, r.Timestamp, r
 	if s.cfg.shareGroup != "" {
 		rec.DeliveryCount = r.DeliveryCount()
+	}
+	if s.decBytes {
+		if v, ok := any(&rec.Value).(*[]byte); ok {
+			*v = r.Value // codec.Bytes: the value is the record's bytes
+			return nil
+		}
 	}
 	var err error
 	if r.Value == nil {

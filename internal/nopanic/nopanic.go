@@ -7,3 +7,10 @@ package nopanic
 type Decoder interface {
 	NoPanicDecode()
 }
+
+// BytesDecoder is implemented by codec.Bytes's decoder, whose value is the
+// record's bytes, not copied: kstream sets the value without calling Decode.
+type BytesDecoder interface {
+	Decoder
+	BytesDecode()
+}
