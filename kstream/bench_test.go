@@ -47,8 +47,8 @@ const (
 	benchRecordCount  = 200_000
 	benchValueSize    = 100
 	benchProduceBatch = 10_000
-	benchPollRecords  = kstream.DefaultMaxPollRecords // the baseline polls as much as a stream
-	benchRounds       = 9                             // alternating rounds of BenchmarkRecordsRatio
+	benchPollRecords  = 0 // the baseline polls as much as a stream: all the client has buffered
+	benchRounds       = 9 // alternating rounds of BenchmarkRecordsRatio
 	benchSessionLimit = 2 * time.Minute
 )
 

@@ -130,6 +130,16 @@ func (ss *session) bufferLocked(ps *partState, recs []*kgo.Record) {
 		ss.buf = append(ss.buf, recs...)
 		return
 	}
+	if boundedClean(ps, recs) {
+		// The common case, checked in a tight loop: no marker, nothing
+		// past the end.
+		if len(recs) > 0 {
+			ps.fetchedData = max(ps.fetchedData, recs[len(recs)-1].Offset+1)
+		}
+		ss.buf = append(ss.buf, recs...)
+		ss.checkEndLocked(ps)
+		return
+	}
 	for _, r := range recs {
 		if r.Attrs.IsControl() || (ps.hasEnd && r.Offset >= ps.end) {
 			ps.skipTo = max(ps.skipTo, r.Offset+1)
@@ -139,6 +149,20 @@ func (ss *session) bufferLocked(ps *partState, recs []*kgo.Record) {
 		ss.buf = append(ss.buf, r)
 	}
 	ss.checkEndLocked(ps)
+}
+
+// boundedClean reports whether recs, a partition's records in offset order,
+// are all data records before the partition's end.
+func boundedClean(ps *partState, recs []*kgo.Record) bool {
+	if len(recs) > 0 && ps.hasEnd && recs[len(recs)-1].Offset >= ps.end {
+		return false
+	}
+	for _, r := range recs {
+		if r.Attrs.IsControl() {
+			return false
+		}
+	}
+	return true
 }
 
 // readCommitted reports whether cl reads with the read_committed isolation

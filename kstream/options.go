@@ -143,8 +143,11 @@ func (r OffsetReset) String() string {
 	return fmt.Sprintf("OffsetReset(%d)", int(r))
 }
 
-// DefaultMaxPollRecords is the number of records a stream polls at once
-// unless MaxPollRecords says otherwise; it is Kafka's max.poll.records default.
+// DefaultMaxPollRecords is the number of records a share stream (ShareGroup)
+// or an ExactlyOnce stream takes from its client at once unless
+// MaxPollRecords says otherwise; it is Kafka's max.poll.records default. It
+// also sizes a concurrent stream's queues (PartitionConcurrency). Other
+// streams take all their client has buffered (see MaxPollRecords).
 const DefaultMaxPollRecords = 500
 
 // DefaultFetchMaxWait is how long a fetch waits for records to fill it,
@@ -155,8 +158,8 @@ const DefaultFetchMaxWait = 500 * time.Millisecond
 // DefaultFetchMaxBytes bounds the bytes one fetch response may carry,
 // overriding franz-go's 50 MiB default (ClientOptions(kgo.FetchMaxBytes(n))
 // overrides it again). A stream's client holds up to about two responses
-// per broker it fetches from (one buffered, one being read), so this bounds
-// its memory: reading 1M records of 100 B over 48 partitions, a stream
+// per broker it fetches from (one the loop works through, the next fetched
+// meanwhile), so this bounds its memory: reading 1M records of 100 B over 48 partitions, a stream
 // peaked at 68 MiB of RSS with it, against 230 MiB with franz-go's default
 // and 124–152 MiB for kcat (librdkafka), and read faster (see
 // docs/performance.md). Each partition still gets at most franz-go's 1 MiB
@@ -184,6 +187,7 @@ type config struct {
 	listeners   []RebalanceListener
 	reset       OffsetReset
 	maxPoll     int
+	maxPollSet  bool // MaxPollRecords was given
 	clientOpts  []kgo.Opt
 	logger      *slog.Logger
 	onError     ErrorPolicy
@@ -399,10 +403,15 @@ func ResetOffset(r OffsetReset) Option {
 	}}
 }
 
-// MaxPollRecords sets how many records a stream takes from the client at
-// once, overriding DefaultMaxPollRecords (Kafka's max.poll.records). Polled
-// records that the loop has not reached are never committed; they bound how
-// much is fetched ahead of processing.
+// MaxPollRecords bounds how many records a stream takes from its client at
+// once (Kafka's max.poll.records). Without it a stream takes all the client
+// has buffered, a fetch response per broker, so that franz-go fetches the
+// next response while the loop works through this one (franz-go fetches
+// again from a broker only once its last response was taken whole); a share
+// stream and an ExactlyOnce stream take DefaultMaxPollRecords. With a bound,
+// the client holds one response per broker instead of about two, and the
+// loop waits for each fetch once it reaches the end of a response. Polled
+// records that the loop has not reached are never committed.
 func MaxPollRecords(n int) Option {
 	return option{name: "MaxPollRecords", scope: forStreams, fn: func(c *config) error {
 		if n <= 0 {
@@ -551,6 +560,8 @@ func (c *config) validate() error {
 	}
 	if c.maxPoll == 0 {
 		c.maxPoll = DefaultMaxPollRecords
+	} else {
+		c.maxPollSet = true
 	}
 	return nil
 }

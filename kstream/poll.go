@@ -232,7 +232,7 @@ func (ss *session) poll(ctx context.Context, deadline time.Time, allow bool) pop
 		cancel()
 	}
 	ss.mu.Unlock()
-	fs := ss.client().PollRecords(pctx, ss.cfg.maxPoll)
+	fs := ss.client().PollRecords(pctx, ss.pollSize())
 	if ss.group && ss.closing.Load() {
 		// Close may have allowed rebalances before this poll returned and
 		// blocked them again; leaving the group waits for that.
@@ -386,4 +386,16 @@ func (ss *session) unpopLocked(rs []*kgo.Record) {
 	buf := make([]*kgo.Record, 0, len(rs)+len(rest))
 	buf = append(append(buf, rs...), rest...)
 	ss.buf, ss.pos = buf, 0
+}
+
+// pollSize is how many records a poll takes from the client: MaxPollRecords
+// if given; else all it has buffered, so that franz-go sends the next fetch
+// while the loop works through this one (it fetches again only once its
+// buffer is drained), except for a share stream (a member acquires what it
+// takes) and under ExactlyOnce (a transaction ends sooner on a small buffer).
+func (ss *session) pollSize() int {
+	if ss.cfg.maxPollSet || ss.share || ss.cfg.exactlyOnce {
+		return ss.cfg.maxPoll
+	}
+	return 0
 }

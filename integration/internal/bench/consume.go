@@ -19,8 +19,13 @@ import (
 // (or committed) after it is handled, commits sent at most once a second.
 const commitInterval = time.Second
 
-// pollRecords is how many records the franz-go baseline polls at once: as
-// many as a kstream stream does by default.
+// pollAll is how many records the franz-go baselines poll at once: as many
+// as a kstream stream does by default, all the client has buffered
+// (PollRecords(ctx, 0) is PollFetches).
+const pollAll = 0
+
+// pollRecords is how many records a baseline polls at once where the stream
+// polls DefaultMaxPollRecords: a share group member and ExactlyOnce.
 const pollRecords = kstream.DefaultMaxPollRecords
 
 // saramaVersion is the Kafka version sarama is told it talks to; it decides
@@ -51,7 +56,7 @@ var consumers = map[string]consumer{
 	},
 	"franz-go": {
 		name: "franz-go PollRecords",
-		how:  "kgo client: BlockRebalanceOnPoll, AutoCommitMarks, AutoCommitInterval 1s; PollRecords(500), MarkCommitRecords, AllowRebalance",
+		how:  "kgo client: BlockRebalanceOnPoll, AutoCommitMarks, AutoCommitInterval 1s; PollRecords(0) (all buffered, as a stream), MarkCommitRecords, AllowRebalance",
 		run:  consumeFranz,
 	},
 	"franz-go-last": {
@@ -76,7 +81,7 @@ var consumers = map[string]consumer{
 	},
 	nogroupBaselineID: {
 		name: "franz-go PollRecords, no group (count)",
-		how:  "kgo client without a group, from the start; PollRecords(500) and count, with a stream's fetch settings: the leanest loop, baseline of the rows without a group",
+		how:  "kgo client without a group, from the start; PollRecords(0) (all buffered, as a stream) and count, with a stream's fetch settings: the leanest loop, baseline of the rows without a group",
 		run:  consumeFranzCount,
 		ref:  nogroupBaselineID,
 	},
@@ -213,7 +218,7 @@ func consumeFranz(ctx context.Context, sp spec, m *meter, t *tally) error {
 	}
 	defer cl.CloseAllowingRebalance()
 	for {
-		fs := cl.PollRecords(ctx, pollRecords)
+		fs := cl.PollRecords(ctx, pollAll)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -260,7 +265,7 @@ func consumeFranzLast(ctx context.Context, sp spec, m *meter, t *tally) error {
 	defer cl.CloseAllowingRebalance()
 	last := make([]*kgo.Record, 0, sp.Partitions)
 	for {
-		fs := cl.PollRecords(ctx, pollRecords)
+		fs := cl.PollRecords(ctx, pollAll)
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -29,7 +29,7 @@ func consumeFranzCount(ctx context.Context, sp spec, m *meter, t *tally) error {
 	}
 	defer cl.Close()
 	for {
-		fs := cl.PollRecords(ctx, pollRecords)
+		fs := cl.PollRecords(ctx, pollAll)
 		if err := ctx.Err(); err != nil {
 			return err
 		}

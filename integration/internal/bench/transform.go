@@ -40,7 +40,7 @@ var transformers = map[string]map[string]transformer{
 	scenarioTransform: {
 		"franz-go": {
 			name: "franz-go produce, mark on ack",
-			how:  "kgo client: BlockRebalanceOnPoll, AutoCommitMarks, AutoCommitInterval 1s; PollRecords(500), Produce(output) per record with a promise that marks its source record (MarkCommitRecords) once acknowledged, AllowRebalance; Flush and CommitMarkedOffsets at the end",
+			how:  "kgo client: BlockRebalanceOnPoll, AutoCommitMarks, AutoCommitInterval 1s; PollRecords(0) (all buffered, as a stream), Produce(output) per record with a promise that marks its source record (MarkCommitRecords) once acknowledged, AllowRebalance; Flush and CommitMarkedOffsets at the end",
 			run:  transformFranz,
 		},
 		"kstream-emit": {
@@ -125,7 +125,7 @@ func transformFranz(ctx context.Context, sp spec, m *meter, t *tally) error {
 	// source partition come in offset order and marking each on its ack
 	// never passes a record whose output is not acknowledged.
 	for done := false; !done; {
-		fs := cl.PollRecords(ctx, pollRecords)
+		fs := cl.PollRecords(ctx, pollAll)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
