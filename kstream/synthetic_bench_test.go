@@ -319,7 +319,7 @@ func (c *synFranz) read(ctx context.Context, each func([]byte) bool) error {
 			}
 			c.cl.AllowRebalance()
 		}
-		fs := c.cl.PollRecords(ctx, kstream.DefaultMaxPollRecords)
+		fs := c.cl.PollRecords(ctx, benchPollRecords)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
