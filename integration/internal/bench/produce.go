@@ -69,6 +69,11 @@ var producers = map[string]map[string]producer{
 			how:  "ProduceSync(ctx, batch...) per batch of new records",
 			run:  produceFranzBatch,
 		},
+		"franz-go-engine-linger": {
+			name: "franz-go ProduceSync(batch), the engine's linger",
+			how:  "as franz-go ProduceSync(batch), with the kstream engine's kgo.ProducerLinger (0, or -engine-linger): the same program configured as the SDK's producer, baseline of the targets",
+			run:  produceFranzBatch,
+		},
 		"kstream-send": {
 			name: "kstream Engine.SendBatch",
 			how:  "Engine.SendBatch(ctx, topic, msgs...) per batch",
@@ -94,6 +99,11 @@ var producers = map[string]map[string]producer{
 		"franz-go": {
 			name: "franz-go Produce+Flush",
 			how:  "Produce(ctx, record, callback) per record, then Flush",
+			run:  produceFranzAsync,
+		},
+		"franz-go-engine-linger": {
+			name: "franz-go Produce+Flush, the engine's linger",
+			how:  "as franz-go Produce+Flush, with the kstream engine's kgo.ProducerLinger (0, or -engine-linger): the same program configured as the SDK's producer, baseline of the targets",
 			run:  produceFranzAsync,
 		},
 		"kstream-send": {
@@ -124,7 +134,7 @@ var producers = map[string]map[string]producer{
 	},
 }
 
-var producerOrder = []string{"franz-go", "kstream-send", "kstream-producer", "kafka-go", "sarama", "kcat"}
+var producerOrder = []string{"franz-go", "franz-go-engine-linger", "kstream-send", "kstream-producer", "kafka-go", "sarama", "kcat"}
 
 // franzProduceOpts are the franz-go options of every franz-go and kstream
 // producer: no compression, and idempotent writes unless the run says not.
@@ -147,8 +157,15 @@ func engineProduceOpts(sp spec) []kgo.Opt {
 	return opts
 }
 
+// newFranzProducer is the franz-go producers' client: franz-go's defaults
+// (a 10 ms linger), or the kstream engine's linger for the
+// franz-go-engine-linger rows.
 func newFranzProducer(sp spec) (*kgo.Client, error) {
-	return kgo.NewClient(append(franzProduceOpts(sp), kgo.SeedBrokers(sp.Brokers...))...)
+	opts := append(franzProduceOpts(sp), kgo.SeedBrokers(sp.Brokers...))
+	if sp.Client == "franz-go-engine-linger" {
+		opts = append(opts, kgo.ProducerLinger(time.Duration(sp.EngineLinger)))
+	}
+	return kgo.NewClient(opts...)
 }
 
 func produceFranzSync(ctx context.Context, sp spec, m *meter, v values) (int64, error) {
