@@ -110,9 +110,6 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 		md = metadataOf(r)
 	}
 	op.release()
-	if w != nil {
-		w.finished()
-	}
 	e.noteSent(topic, 1, err)
 	e.gone.note(e, topic, err, gen)
 	if err != nil {
@@ -169,25 +166,20 @@ type ctxWatch struct {
 	ch  <-chan struct{}
 	ctx context.Context // the context of the first record, whose Err is the channel's
 
-	// pending is written by sends and callbacks alike; the padding keeps
-	// it off the cache line of mu, which only sends take.
-	_         [128]byte
-	pending   atomic.Int64 // records in flight
-	idleArmed atomic.Bool  // idle is set to fire
-	_         [128]byte
-
 	mu   sync.Mutex
 	dead bool // failed or stopped: a send makes a new watch
 	stop func() bool
-	idle *time.Timer // drops the watch once it has been idle for watchIdle
+	idle *time.Timer // every watchIdle, drops the watch if no record of it is in flight
 	ops  []watchedOp // in the order they were sent; some have moved on
 }
 
-// watchIdle is how long a watch with no record in flight waits for more
-// before it stops watching its context. Stopping at once, whenever
-// franz-go's callbacks caught up with the sends, made the callbacks take
-// the watch's lock, and the sends make a new watch, often enough to cost a
-// tight loop of SendAsync a third of its time.
+// watchIdle is how often a watch looks whether it still has a record in
+// flight, and stops watching its context if not. The callbacks do not
+// count their records down: a count written by sends and callbacks alike
+// cost a tight loop of SendAsync a cache line moved between CPUs twice per
+// record; and stopping at once, whenever the callbacks caught up with the
+// sends, made the sends make a new watch often enough to cost it a third of
+// its time.
 const watchIdle = 50 * time.Millisecond
 
 // watchOp puts op, about to be produced under ctx, in the watch of ctx's
@@ -211,6 +203,7 @@ func watchOp(ctx context.Context, op *sendOp) {
 				// If ctx has ended, expire runs at once on a
 				// goroutine of its own, and waits for w.mu.
 				w.stop = context.AfterFunc(ctx, w.expire)
+				w.idle = time.AfterFunc(watchIdle, w.dropIfIdle)
 			}
 		}
 		if w.dead {
@@ -232,39 +225,26 @@ func watchOp(ctx context.Context, op *sendOp) {
 		}
 		w.ops = append(w.ops, watchedOp{op, gen})
 		op.watch = w
-		w.pending.Add(1)
 		w.mu.Unlock()
 		return
-	}
-}
-
-// finished is called by the callback of a record of w once it has freed
-// the record's sendOp. It sets the idle timer when w has no record in
-// flight any more.
-func (w *ctxWatch) finished() {
-	if w.pending.Add(-1) != 0 || !w.idleArmed.CompareAndSwap(false, true) {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.dead {
-		return
-	}
-	if w.idle == nil {
-		w.idle = time.AfterFunc(watchIdle, w.dropIfIdle)
-	} else {
-		w.idle.Reset(watchIdle)
 	}
 }
 
 // dropIfIdle is w's idle timer: it stops w if no record of it is in
-// flight, so that its context is no longer watched.
+// flight, so that its context is no longer watched, and looks again after
+// watchIdle otherwise.
 func (w *ctxWatch) dropIfIdle() {
-	w.idleArmed.Store(false) // a record finishing from here on sets the timer again
 	w.mu.Lock()
-	if w.dead || w.pending.Load() != 0 {
+	if w.dead {
 		w.mu.Unlock()
 		return
+	}
+	for _, x := range w.ops {
+		if x.op.state.Load()&^opFlags == x.gen { // not yet freed by its callback
+			w.idle.Reset(watchIdle)
+			w.mu.Unlock()
+			return
+		}
 	}
 	w.dead = true
 	ctxWatches.CompareAndDelete(w.ch, w)
@@ -283,9 +263,7 @@ func (w *ctxWatch) expire() {
 	}
 	w.dead = true
 	ctxWatches.CompareAndDelete(w.ch, w)
-	if w.idle != nil {
-		w.idle.Stop()
-	}
+	w.idle.Stop()
 	ops := w.ops
 	w.ops = nil
 	w.mu.Unlock()
@@ -374,17 +352,30 @@ func (p *Producer[T]) SendAsync(ctx context.Context, key []byte, v T, done func(
 var sendDrainTimeout = 5 * time.Second
 
 // sendCount counts the sends in progress and the SendAsync records whose
-// done function has not returned. idle receives a token whenever the count
-// drops to zero; a stale token only makes wait look again.
+// done function has not returned: started less finished. The two counters
+// are on cache lines of their own, since sends and franz-go's callbacks run
+// on different goroutines: one counter written by both cost a tight loop of
+// SendAsync a cache line moved between CPUs twice per record. While wait
+// waits, finish sends idle a token when it sees the count at zero; a stale
+// token only makes wait look again.
 type sendCount struct {
-	n    atomic.Int64
-	idle chan struct{}
+	_        [64]byte
+	started  atomic.Int64
+	_        [64]byte
+	finished atomic.Int64
+	_        [64]byte
+	waiting  atomic.Int32 // goroutines in wait
+	idle     chan struct{}
 }
 
-func (c *sendCount) add() { c.n.Add(1) }
+func (c *sendCount) add() { c.started.Add(1) }
 
 func (c *sendCount) finish() {
-	if c.n.Add(-1) == 0 {
+	f := c.finished.Add(1)
+	// finished never passes started, so if started is f now, the count
+	// is zero now. wait sets waiting before it looks at the counters:
+	// either it sees this finish, or this finish sees it waiting.
+	if c.waiting.Load() > 0 && c.started.Load() == f {
 		select {
 		case c.idle <- struct{}{}:
 		default:
@@ -392,18 +383,28 @@ func (c *sendCount) finish() {
 	}
 }
 
+// zero reports whether the count is zero: finished is read first, so
+// finished as read, equal to started as read after it, says both were equal
+// when started was read.
+func (c *sendCount) zero() bool {
+	f := c.finished.Load()
+	return c.started.Load() == f
+}
+
 // wait reports whether the count reached zero within timeout.
 func (c *sendCount) wait(timeout time.Duration) bool {
-	if c.n.Load() == 0 {
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
+	if c.zero() {
 		return true
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	for c.n.Load() != 0 {
+	for !c.zero() {
 		select {
 		case <-c.idle:
 		case <-t.C:
-			return c.n.Load() == 0
+			return c.zero()
 		}
 	}
 	return true
