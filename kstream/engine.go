@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -80,6 +81,10 @@ type Engine struct {
 	sendsClosed bool       // Stop is closing the producer: sends fail at once
 	gone        goneTopics // topics the producer must look up again
 	inflight    sendCount  // sends in progress, SendAsync records whose done has not returned
+	// sendable is the producer while sends may use it (activeProducer),
+	// else nil; set under mu whenever state, producer or sendsClosed
+	// change (setSendableLocked).
+	sendable atomic.Pointer[kgo.Client]
 }
 
 type engineState int
@@ -276,10 +281,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	prev := e.state
 	e.state = engineStarting // Send waits for the producer below
+	e.setSendableLocked()
 	e.mu.Unlock()
 	fail := func(err error) error {
 		e.mu.Lock()
 		e.state, e.producer = prev, nil
+		e.setSendableLocked()
 		e.mu.Unlock()
 		return err
 	}
@@ -312,6 +319,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	e.producer, e.sendsClosed = producer, false
+	e.setSendableLocked()
 	e.stopCh = make(chan struct{})
 	e.stopping = make(chan struct{})
 	e.stopped = make(chan struct{})
@@ -326,6 +334,7 @@ func (e *Engine) Start(ctx context.Context) error {
 
 	e.mu.Lock()
 	e.state = engineRunning
+	e.setSendableLocked()
 	registerEngine(e)
 	for _, r := range e.runners {
 		e.startRunner(r)
@@ -386,6 +395,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		return nil
 	}
 	e.state = engineStopping
+	e.setSendableLocked()
 	ts := stopTargetsLocked(e.runners)
 	producer := e.producer
 	stopped := e.stopped
@@ -405,6 +415,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	// the producer can be flushed and closed under no new record.
 	e.mu.Lock()
 	e.sendsClosed = true
+	e.setSendableLocked()
 	e.mu.Unlock()
 	// Flush only what is buffered: with nothing to flush, an expired
 	// deadline is no error.
@@ -429,6 +440,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	e.state = engineStopped
 	e.producer = nil
+	e.setSendableLocked()
 	e.mu.Unlock()
 	e.log.Info("engine stopped")
 

@@ -255,15 +255,24 @@ func (e *Engine) noteSent(topic string, n int, err error) {
 }
 
 func (e *Engine) activeProducer() (*kgo.Client, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	if p := e.sendable.Load(); p != nil {
+		return p, nil
+	}
+	return nil, ErrEngineNotStarted
+}
+
+// setSendableLocked sets e.sendable from the engine's state: its producer
+// while the engine is starting, running or stopping and sends are not
+// closed. e.mu is held.
+func (e *Engine) setSendableLocked() {
+	var p *kgo.Client
 	switch e.state {
 	case engineStarting, engineRunning, engineStopping:
 		if e.producer != nil && !e.sendsClosed {
-			return e.producer, nil
+			p = e.producer
 		}
 	}
-	return nil, ErrEngineNotStarted
+	e.sendable.Store(p)
 }
 
 // acquireProducer is activeProducer for a send: the send is counted in
