@@ -88,3 +88,34 @@ func TestProducerBufferDefault(t *testing.T) {
 		})
 	}
 }
+
+// How many records a poll takes from the client (pollSize): all it has
+// buffered by default, so that franz-go fetches the next response while the
+// loop works; MaxPollRecords when given; DefaultMaxPollRecords for share and
+// ExactlyOnce streams (docs/decisions.md, "A stream takes the whole fetch").
+func TestPollSize(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want int
+	}{
+		{"default", nil, 0},
+		{"group", []Option{Group("g")}, 0},
+		{"MaxPollRecords", []Option{MaxPollRecords(50)}, 50},
+		{"MaxPollRecords of 500", []Option{MaxPollRecords(DefaultMaxPollRecords)}, DefaultMaxPollRecords},
+		{"ShareGroup", []Option{ShareGroup("sg")}, DefaultMaxPollRecords},
+		{"ShareGroup with MaxPollRecords", []Option{ShareGroup("sg"), MaxPollRecords(10)}, 10},
+		{"ExactlyOnce", []Option{Group("g"), ExactlyOnce()}, DefaultMaxPollRecords},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewStream(codec.String(), append([]Option{Brokers("127.0.0.1:9"), Topics("t")}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ss := &session{cfg: &s.cfg, share: s.cfg.shareGroup != ""}
+			if got := ss.pollSize(); got != tc.want {
+				t.Errorf("pollSize() = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -185,7 +185,7 @@ func (s *Stream[T]) batches(ctx context.Context, max int, wait time.Duration, tr
 			return
 		}
 		loop := func(ctx context.Context) (broke bool) {
-			for v, err := range s.Batches(ctx, max, wait) {
+			for v, err := range s.batches(ctx, max, wait, traceRange) {
 				if !yield(v, err) {
 					return true
 				}

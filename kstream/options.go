@@ -146,7 +146,8 @@ func (r OffsetReset) String() string {
 // DefaultMaxPollRecords is the number of records a share stream (ShareGroup)
 // or an ExactlyOnce stream takes from its client at once unless
 // MaxPollRecords says otherwise; it is Kafka's max.poll.records default. It
-// also sizes a concurrent stream's queues (PartitionConcurrency). Other
+// also sizes a concurrent stream's queues (PartitionConcurrency,
+// KeyConcurrency). Other
 // streams take all their client has buffered (see MaxPollRecords).
 const DefaultMaxPollRecords = 500
 

@@ -129,17 +129,16 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 // Records are watched by their context's Done channel, which contexts that
 // end together share (a handler's context with values added, for
 // instance): a ctxWatch is one context.AfterFunc, made for the first record
-// of its channel and stopped once no record of it has been in flight for
-// watchIdle. The watches are the package's, not an engine's: a record's
+// of its channel and stopped when its idle timer, every watchIdle, finds no
+// record of it in flight. The watches are the package's, not an engine's: a record's
 // sendOp knows its engine.
 //
 // A send and franz-go's callback for an earlier record run at the same
 // time on different goroutines, and a tight loop of sends is as fast as
 // the sending goroutine, so the callback takes no lock and does no more
 // than it did without watches: it claims its sendOp with a
-// compare-and-swap on the sendOp's state, frees it (which moves the state
-// to the next generation) and counts the watch's records in flight down.
-// A watch lists the sendOps sent under it with their generation; when the
+// compare-and-swap on the sendOp's state and frees it (which moves the
+// state to the next generation); it does not touch the watch. A watch lists the sendOps sent under it with their generation; when the
 // context ends, it fails each one still in that generation and unclaimed,
 // claiming it with the same compare-and-swap. Entries whose sendOp has
 // moved on are dropped from the list when it fills up.

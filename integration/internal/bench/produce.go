@@ -71,7 +71,7 @@ var producers = map[string]map[string]producer{
 		},
 		"franz-go-engine-linger": {
 			name: "franz-go ProduceSync(batch), the engine's linger",
-			how:  "as franz-go ProduceSync(batch), with the kstream engine's kgo.ProducerLinger (0, or -engine-linger): the same program configured as the SDK's producer, baseline of the targets",
+			how:  "as franz-go ProduceSync(batch), with the kstream engine's kgo.ProducerLinger (0, or -engine-linger) and kgo.MaxBufferedRecords (10 000): the same program with the SDK's producer settings, baseline of the targets",
 			run:  produceFranzBatch,
 		},
 		"kstream-send": {
@@ -103,7 +103,7 @@ var producers = map[string]map[string]producer{
 		},
 		"franz-go-engine-linger": {
 			name: "franz-go Produce+Flush, the engine's linger",
-			how:  "as franz-go Produce+Flush, with the kstream engine's kgo.ProducerLinger (0, or -engine-linger): the same program configured as the SDK's producer, baseline of the targets",
+			how:  "as franz-go Produce+Flush, with the kstream engine's kgo.ProducerLinger (0, or -engine-linger) and kgo.MaxBufferedRecords (10 000): the same program with the SDK's producer settings, baseline of the targets",
 			run:  produceFranzAsync,
 		},
 		"kstream-send": {
@@ -158,12 +158,14 @@ func engineProduceOpts(sp spec) []kgo.Opt {
 }
 
 // newFranzProducer is the franz-go producers' client: franz-go's defaults
-// (a 10 ms linger), or the kstream engine's linger for the
-// franz-go-engine-linger rows.
+// (a 10 ms linger, 50 000 buffered records), or for the
+// franz-go-engine-linger rows the kstream engine's linger and buffer
+// (kgo.ProducerLinger, DefaultMaxBufferedRecords).
 func newFranzProducer(sp spec) (*kgo.Client, error) {
 	opts := append(franzProduceOpts(sp), kgo.SeedBrokers(sp.Brokers...))
 	if sp.Client == "franz-go-engine-linger" {
-		opts = append(opts, kgo.ProducerLinger(time.Duration(sp.EngineLinger)))
+		opts = append(opts, kgo.ProducerLinger(time.Duration(sp.EngineLinger)),
+			kgo.MaxBufferedRecords(kstream.DefaultMaxBufferedRecords))
 	}
 	return kgo.NewClient(opts...)
 }
