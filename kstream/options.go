@@ -160,10 +160,10 @@ const DefaultFetchMaxWait = 500 * time.Millisecond
 // overriding franz-go's 50 MiB default (ClientOptions(kgo.FetchMaxBytes(n))
 // overrides it again). A stream's client holds up to about two responses
 // per broker it fetches from (one the loop works through, the next fetched
-// meanwhile), so this bounds its memory: reading 1M records of 100 B over 48 partitions, a stream
-// peaked at 68 MiB of RSS with it, against 230 MiB with franz-go's default
-// and 124–152 MiB for kcat (librdkafka), and read faster (see
-// docs/performance.md). Each partition still gets at most franz-go's 1 MiB
+// meanwhile), so this bounds its memory: reading 1M records of 100 B over
+// 48 partitions, a stream peaked at 83–88 MiB of RSS with it, against 218
+// MiB for franz-go with its default and 173–180 MiB for kcat (librdkafka),
+// and read faster (see docs/performance.md). Each partition still gets at most franz-go's 1 MiB
 // per fetch (kgo.FetchMaxPartitionBytes, Kafka's max.partition.fetch.bytes),
 // so a fetch of up to 8 partitions is not limited by it.
 const DefaultFetchMaxBytes = 8 << 20
