@@ -17,8 +17,8 @@ func (bytesCodec) Decode(data []byte) ([]byte, error) { return data, nil }
 // NoPanicDecode marks Decode as one kstream need not guard (internal/nopanic).
 func (bytesCodec) NoPanicDecode() {}
 
-// BytesDecode marks Decode as the identity (internal/nopanic).
-func (bytesCodec) BytesDecode()                    {}
+// IdentityCodec marks Decode and Encode as the identity (internal/nopanic).
+func (bytesCodec) IdentityCodec()                  {}
 func (bytesCodec) Encode(v []byte) ([]byte, error) { return v, nil }
 func (bytesCodec) AppendEncode(dst, v []byte) ([]byte, error) {
 	return append(dst, v...), nil

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gokstreams/kstreams/codec"
+	"github.com/gokstreams/kstreams/internal/nopanic"
 )
 
 // RecordMetadata is where a sent record was written.
@@ -178,16 +179,19 @@ func (e *Engine) SendBatch(ctx context.Context, topic string, msgs ...Message[[]
 	var manual *sendCtx
 	recs := make([]kgo.Record, len(msgs))
 	ptrs := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		recs[i] = kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Timestamp: m.Timestamp, Context: placed}
+	for i := range msgs {
+		// Field by field: recs is zeroed already, and a composite
+		// literal would write all of the record again.
+		m, r := &msgs[i], &recs[i]
+		r.Topic, r.Key, r.Value, r.Headers, r.Timestamp, r.Context = topic, m.Key, m.Value, m.Headers, m.Timestamp, placed
 		if m.Partition != nil {
 			if manual == nil {
 				manual = &sendCtx{Context: ctx, manual: true}
 			}
-			recs[i].Partition, recs[i].Context = *m.Partition, manual
+			r.Partition, r.Context = *m.Partition, manual
 		}
-		e.cfg.tracing.injectTrace(ctx, &recs[i])
-		ptrs[i] = &recs[i]
+		e.cfg.tracing.injectTrace(ctx, r)
+		ptrs[i] = r
 	}
 	// franz-go fails a batch by the context of its first record only, so
 	// records queued behind one whose context has no deadline would wait
@@ -354,6 +358,12 @@ func (p *Producer[T]) Send(ctx context.Context, key []byte, v T, opts ...SendOpt
 func (p *Producer[T]) SendBatch(ctx context.Context, msgs ...Message[T]) ([]RecordMetadata, error) {
 	if err := p.check(); err != nil {
 		return nil, err
+	}
+	if _, identity := p.enc.(nopanic.Identity); identity {
+		// codec.Bytes: the messages are the bytes to send.
+		if raw, ok := any(msgs).([]Message[[]byte]); ok {
+			return p.eng.SendBatch(ctx, p.topic, raw...)
+		}
 	}
 	raw := make([]Message[[]byte], len(msgs))
 	for i, m := range msgs {

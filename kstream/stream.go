@@ -87,7 +87,7 @@ func NewStream[T any](dec codec.Decoder[T], opts ...Option) (*Stream[T], error) 
 	s.nilDec, _ = dec.(codec.NilDecoder[T])
 	s.ctxDec, _ = dec.(codec.ContextDecoder[T])
 	_, s.decNoPanic = dec.(nopanic.Decoder)
-	_, s.decBytes = dec.(nopanic.BytesDecoder)
+	_, s.decBytes = dec.(nopanic.Identity)
 	for _, o := range opts {
 		if o == nil {
 			continue

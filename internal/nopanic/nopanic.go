@@ -8,9 +8,11 @@ type Decoder interface {
 	NoPanicDecode()
 }
 
-// BytesDecoder is implemented by codec.Bytes's decoder, whose value is the
-// record's bytes, not copied: kstream sets the value without calling Decode.
-type BytesDecoder interface {
+// Identity is implemented by codec.Bytes, whose Decode and Encode return
+// their input, not copied: kstream sets a record's value without calling
+// Decode, and a Producer[[]byte] sends a batch's values without calling
+// Encode.
+type Identity interface {
 	Decoder
-	BytesDecode()
+	IdentityCodec()
 }

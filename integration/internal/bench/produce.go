@@ -69,9 +69,9 @@ var producers = map[string]map[string]producer{
 			how:  "ProduceSync(ctx, batch...) per batch of new records",
 			run:  produceFranzBatch,
 		},
-		"franz-go-engine-linger": {
-			name: "franz-go ProduceSync(batch), the engine's linger",
-			how:  "as franz-go ProduceSync(batch), with the kstream engine's kgo.ProducerLinger (0, or -engine-linger) and kgo.MaxBufferedRecords (10 000): the same program with the SDK's producer settings, baseline of the targets",
+		"franz-go-engine": {
+			name: "franz-go ProduceSync(batch), the engine's settings",
+			how:  "as franz-go ProduceSync(batch), with the kstream engine's producer settings: kgo.ProducerLinger (0, or -engine-linger), kgo.MaxBufferedRecords (10 000) and its partitioner (kgo.UniformBytesPartitioner(64 KiB, adaptive, keys)); baseline of the targets",
 			run:  produceFranzBatch,
 		},
 		"kstream-send": {
@@ -101,9 +101,9 @@ var producers = map[string]map[string]producer{
 			how:  "Produce(ctx, record, callback) per record, then Flush",
 			run:  produceFranzAsync,
 		},
-		"franz-go-engine-linger": {
-			name: "franz-go Produce+Flush, the engine's linger",
-			how:  "as franz-go Produce+Flush, with the kstream engine's kgo.ProducerLinger (0, or -engine-linger) and kgo.MaxBufferedRecords (10 000): the same program with the SDK's producer settings, baseline of the targets",
+		"franz-go-engine": {
+			name: "franz-go Produce+Flush, the engine's settings",
+			how:  "as franz-go Produce+Flush, with the kstream engine's producer settings: kgo.ProducerLinger (0, or -engine-linger), kgo.MaxBufferedRecords (10 000) and its partitioner (kgo.UniformBytesPartitioner(64 KiB, adaptive, keys)); baseline of the targets",
 			run:  produceFranzAsync,
 		},
 		"kstream-send": {
@@ -134,7 +134,7 @@ var producers = map[string]map[string]producer{
 	},
 }
 
-var producerOrder = []string{"franz-go", "franz-go-engine-linger", "kstream-send", "kstream-producer", "kafka-go", "sarama", "kcat"}
+var producerOrder = []string{"franz-go", "franz-go-engine", "kstream-send", "kstream-producer", "kafka-go", "sarama", "kcat"}
 
 // franzProduceOpts are the franz-go options of every franz-go and kstream
 // producer: no compression, and idempotent writes unless the run says not.
@@ -158,14 +158,16 @@ func engineProduceOpts(sp spec) []kgo.Opt {
 }
 
 // newFranzProducer is the franz-go producers' client: franz-go's defaults
-// (a 10 ms linger, 50 000 buffered records), or for the
-// franz-go-engine-linger rows the kstream engine's linger and buffer
-// (kgo.ProducerLinger, DefaultMaxBufferedRecords).
+// (a 10 ms linger, 50 000 buffered records, sticky partitioning), or for
+// the franz-go-engine rows the kstream engine's producer settings: its
+// linger (none, or -engine-linger), DefaultMaxBufferedRecords, and the
+// partitioner its own wraps (adaptive uniform bytes, Kafka's default).
 func newFranzProducer(sp spec) (*kgo.Client, error) {
 	opts := append(franzProduceOpts(sp), kgo.SeedBrokers(sp.Brokers...))
-	if sp.Client == "franz-go-engine-linger" {
+	if sp.Client == "franz-go-engine" {
 		opts = append(opts, kgo.ProducerLinger(time.Duration(sp.EngineLinger)),
-			kgo.MaxBufferedRecords(kstream.DefaultMaxBufferedRecords))
+			kgo.MaxBufferedRecords(kstream.DefaultMaxBufferedRecords),
+			kgo.RecordPartitioner(kgo.UniformBytesPartitioner(64<<10, true, true, nil)))
 	}
 	return kgo.NewClient(opts...)
 }

@@ -233,9 +233,9 @@ func (r *Report) Verdicts() []string {
 		if t.Scenario == scenarioProduceBatch || t.Scenario == scenarioProduceAsync {
 			// SendBatch and SendAsync at least 0.95x franz-go's
 			// ProduceSync of a batch and Produce+Flush, configured as
-			// the engine's producer (its linger); against franz-go's
-			// defaults too, for the record.
-			b, ok := rows["franz-go-engine-linger"]
+			// the engine's producer; against franz-go's defaults too,
+			// for the record.
+			b, ok := rows["franz-go-engine"]
 			if !ok {
 				b, ok = rows[t.Baseline]
 			}
