@@ -97,6 +97,15 @@ func TestSendBatchMessagePartitionAndTimestamp(t *testing.T) {
 		"Producer.SendBatch": func(msgs []kstream.Message[string]) ([]kstream.RecordMetadata, error) {
 			return kstream.NewProducer(eng, e.topic, codec.String()).SendBatch(e.ctx, msgs...)
 		},
+		// codec.Bytes: the messages are sent as they are, not encoded
+		// one by one.
+		"Producer[[]byte].SendBatch": func(msgs []kstream.Message[string]) ([]kstream.RecordMetadata, error) {
+			raw := make([]kstream.Message[[]byte], len(msgs))
+			for i, m := range msgs {
+				raw[i] = kstream.Message[[]byte]{Key: m.Key, Value: []byte(m.Value), Partition: m.Partition, Timestamp: m.Timestamp}
+			}
+			return kstream.NewProducer(eng, e.topic, codec.Bytes()).SendBatch(e.ctx, raw...)
+		},
 	} {
 		mds, err := send([]kstream.Message[string]{
 			{Key: key, Value: "to 0", Partition: new(int32(0)), Timestamp: ts},
