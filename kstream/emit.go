@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/gokstreams/kstreams/codec"
@@ -282,9 +281,7 @@ const emitOpsKept = DefaultMaxBufferedRecords
 // promise has returned. ss.mu is held.
 func (ss *session) newEmitOpLocked() *emitOp {
 	if len(ss.emitOps) == 0 {
-		for op := ss.freedOps.Swap(nil); op != nil && len(ss.emitOps) < emitOpsKept; op = op.next {
-			ss.emitOps = append(ss.emitOps, op)
-		}
+		ss.emitOps = takeFree(&ss.freedOps, ss.emitOps, emitOpsKept, emitOpNext)
 	}
 	if n := len(ss.emitOps); n > 0 {
 		op := ss.emitOps[n-1]
@@ -328,7 +325,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		ss.emitting.Add(-1)
 		// Given back for reuse (newEmitOpLocked), without the lock.
 		op.rec = kgo.Record{}
-		op.pushTo(&ss.freedOps)
+		pushFree(&ss.freedOps, op, emitOpNext)
 		return
 	}
 	if err == nil && !ss.share {
@@ -337,7 +334,7 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 		// (lockFold), so that acknowledgements do not wait for the loop
 		// body's Emits, nor those for them.
 		ss.noteEmit(r.Topic, op.start, nil)
-		op.pushTo(&ss.acks)
+		pushFree(&ss.acks, op, emitOpNext)
 		ss.emitting.Add(-1)
 		if !ss.mu.TryLock() {
 			return
@@ -388,16 +385,9 @@ func (op *emitOp) acked(r *kgo.Record, err error) {
 	}
 }
 
-// pushTo puts op on the lock-free list at head (session.acks or
-// session.freedOps), which is taken whole with a Swap.
-func (op *emitOp) pushTo(head *atomic.Pointer[emitOp]) {
-	for {
-		op.next = head.Load()
-		if head.CompareAndSwap(op.next, op) {
-			return
-		}
-	}
-}
+// emitOpNext is an emitOp's link in session.acks and session.freedOps
+// (freelist.go).
+func emitOpNext(op *emitOp) **emitOp { return &op.next }
 
 // settleAcksLocked settles the acknowledgements queued by acked, in the
 // order they came. ss.mu is held.

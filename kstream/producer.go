@@ -530,14 +530,11 @@ func (op *sendOp) signalAcked(_ *kgo.Record, err error) { op.acked <- err }
 // MB) in free. A sendOp is freed by franz-go's callback (or a context's
 // watch), on another goroutine than the sends that take one: release pushes
 // it onto freed without a lock, and getAsyncOp, under mu, which only sends
-// take, moves the whole of freed into free when free is empty (taking the
-// whole list at once is what makes the lock-free push safe with sendOps
-// reused). A lock shared by the two sides cost a tight loop of SendAsync
-// about a fifth of its time.
+// take, moves the whole of freed into free when free is empty
+// (freelist.go). A lock shared by the two sides cost a tight loop of
+// SendAsync about a fifth of its time.
 var asyncOps struct {
-	_     [64]byte
 	freed atomic.Pointer[sendOp]
-	_     [64]byte // freed and mu are written by different goroutines
 
 	mu   sync.Mutex
 	free []*sendOp
@@ -548,14 +545,7 @@ const maxFreeAsyncOps = DefaultMaxBufferedRecords
 func getAsyncOp() *sendOp {
 	asyncOps.mu.Lock()
 	if len(asyncOps.free) == 0 {
-		for op := asyncOps.freed.Swap(nil); op != nil; {
-			next := op.nextFree
-			op.nextFree = nil
-			if len(asyncOps.free) < maxFreeAsyncOps {
-				asyncOps.free = append(asyncOps.free, op)
-			}
-			op = next
-		}
+		asyncOps.free = takeFree(&asyncOps.freed, asyncOps.free, maxFreeAsyncOps, sendOpNext)
 	}
 	if n := len(asyncOps.free); n > 0 {
 		op := asyncOps.free[n-1]
@@ -591,14 +581,11 @@ func (op *sendOp) release() {
 	op.eng, op.done, op.topic = nil, nil, ""
 	op.watch = nil
 	op.state.Store(op.state.Load()&^opFlags + opGeneration)
-	for {
-		head := asyncOps.freed.Load()
-		op.nextFree = head
-		if asyncOps.freed.CompareAndSwap(head, op) {
-			return
-		}
-	}
+	pushFree(&asyncOps.freed, op, sendOpNext)
 }
+
+// sendOpNext is a sendOp's link in asyncOps.freed (freelist.go).
+func sendOpNext(op *sendOp) **sendOp { return &op.nextFree }
 
 // applySendOptions applies opts to r, for sends (sendOp.prepare) and Emit, and
 // reports whether one of them chose the partition (ToPartition): the

@@ -211,52 +211,19 @@ func (r *Report) Verdicts() []string {
 			four, ok4 := rows["kstream-share-4"]
 			if ok1 && ok4 && one.RecPerSec > 0 {
 				r := four.RecPerSec / one.RecPerSec
-				verdict := "MET"
-				if r < 3 {
-					verdict = "NOT MET"
-				}
-				out = append(out, fmt.Sprintf("%s: kstream share, 4 members / 1 member on one partition = %.2f, target ≥ 3: %s", at, r, verdict))
+				out = append(out, fmt.Sprintf("%s: kstream share, 4 members / 1 member on one partition = %.2f, target ≥ 3: %s", at, r, met(r >= 3)))
 			}
 		}
 		if t.Scenario == scenarioShare {
 			if k, ok := rows["kstream-share-records"]; ok {
-				verdict := "MET"
-				if k.Ratio < 0.9 {
-					verdict = "NOT MET"
-				}
-				out = append(out, fmt.Sprintf("%s: kstream share Records / franz-go share consumer = %.2f (steady %.2f), target ≥ 0.90: %s", at, k.Ratio, k.SteadyRatio, verdict))
+				out = append(out, fmt.Sprintf("%s: kstream share Records / franz-go share consumer = %.2f (steady %.2f), target ≥ 0.90: %s", at, k.Ratio, k.SteadyRatio, met(k.Ratio >= 0.9)))
 			}
 		}
 		if t.Scenario == scenarioConsume {
 			out = append(out, consumeVerdicts(at, rows)...)
 		}
 		if t.Scenario == scenarioProduceBatch || t.Scenario == scenarioProduceAsync {
-			// SendBatch and SendAsync at least 0.95x franz-go's
-			// ProduceSync of a batch and Produce+Flush, configured as
-			// the engine's producer; against franz-go's defaults too,
-			// for the record.
-			b, ok := rows["franz-go-engine"]
-			if !ok {
-				b, ok = rows[t.Baseline]
-			}
-			d, dok := rows[t.Baseline]
-			for _, kid := range []string{"kstream-send", "kstream-producer"} {
-				k, kok := rows[kid]
-				if !ok || !kok {
-					continue
-				}
-				r := median(roundRatios(b.WallNS, k.WallNS))
-				verdict := "MET"
-				if r < 0.95 {
-					verdict = "NOT MET"
-				}
-				line := fmt.Sprintf("%s: %s / %s = %.2f, %+.0f CPU ns per record, target ≥ 0.95: %s",
-					at, k.Name, b.Name, r, (k.CPUPerM-b.CPUPerM)*1000, verdict)
-				if dok && d.ID != b.ID {
-					line += fmt.Sprintf(" (against %s, franz-go's defaults: %.2f)", d.Name, k.Ratio)
-				}
-				out = append(out, line)
-			}
+			out = append(out, produceVerdicts(at, t.Baseline, rows)...)
 		}
 		out = append(out, transformVerdicts(at, t.Scenario, rows)...)
 		for _, kid := range []string{"kstream-records", "kstream-handle", "kstream-send", "kstream-producer"} {
@@ -294,12 +261,8 @@ func transformVerdicts(at, scenario string, rows map[string]Row) []string {
 	var out []string
 	check := func(what string, a, b Row, target float64) {
 		r := median(roundRatios(b.WallNS, a.WallNS))
-		verdict := "MET"
-		if r < target {
-			verdict = "NOT MET"
-		}
 		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f (peak RSS %.1f vs %.1f MiB), target ≥ %.2f: %s",
-			at, a.Name, what, r, a.RSSMiB, b.RSSMiB, target, verdict))
+			at, a.Name, what, r, a.RSSMiB, b.RSSMiB, target, met(r >= target)))
 	}
 	base, ok := rows[baselineID]
 	switch scenario {
@@ -339,13 +302,8 @@ func consumeVerdicts(at string, rows map[string]Row) []string {
 			continue
 		}
 		ratio := median(roundRatios(r.WallNS, k.WallNS))
-		verdict := "MET"
-		if ratio < 0.95 {
-			verdict = "NOT MET"
-		}
-		extra := (k.CPUPerM - r.CPUPerM) * 1000 // CPU s per 1M records to ns per record
 		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f (steady %.2f), %+.0f CPU ns per record, target ≥ 0.95: %s",
-			at, k.Name, r.Name, ratio, median(roundRatios(r.SteadyNS, k.SteadyNS)), extra, verdict))
+			at, k.Name, r.Name, ratio, median(roundRatios(r.SteadyNS, k.SteadyNS)), extraCPUNS(k, r), met(ratio >= 0.95)))
 	}
 	for _, p := range []struct{ kid, ref string }{{"kstream-records", "kcat"}, {"kstream-records-nogroup", "kcat-nogroup"}} {
 		k, ok1 := rows[p.kid]
@@ -353,11 +311,49 @@ func consumeVerdicts(at string, rows map[string]Row) []string {
 		if !ok1 || !ok2 {
 			continue
 		}
-		verdict := "MET"
-		if k.RSSMiB > r.RSSMiB {
-			verdict = "NOT MET"
-		}
-		out = append(out, fmt.Sprintf("%s: peak RSS %s %.1f MiB vs %s %.1f MiB, target ≤: %s", at, k.Name, k.RSSMiB, r.Name, r.RSSMiB, verdict))
+		out = append(out, fmt.Sprintf("%s: peak RSS %s %.1f MiB vs %s %.1f MiB, target ≤: %s", at, k.Name, k.RSSMiB, r.Name, r.RSSMiB, met(k.RSSMiB <= r.RSSMiB)))
 	}
 	return out
 }
+
+// produceVerdicts checks the producer targets: SendBatch and SendAsync at
+// least 0.95x franz-go's ProduceSync of a batch and Produce+Flush with the
+// engine's producer settings (franz-go-engine), by the median of the
+// per-round ratios; the ratio to franz-go with its defaults (baseline) is
+// given beside it.
+func produceVerdicts(at, baseline string, rows map[string]Row) []string {
+	b, ok := rows["franz-go-engine"]
+	if !ok {
+		if b, ok = rows[baseline]; !ok {
+			return nil
+		}
+	}
+	d, dok := rows[baseline]
+	var out []string
+	for _, kid := range []string{"kstream-send", "kstream-producer"} {
+		k, ok := rows[kid]
+		if !ok {
+			continue
+		}
+		r := median(roundRatios(b.WallNS, k.WallNS))
+		line := fmt.Sprintf("%s: %s / %s = %.2f, %+.0f CPU ns per record, target ≥ 0.95: %s",
+			at, k.Name, b.Name, r, extraCPUNS(k, b), met(r >= 0.95))
+		if dok && d.ID != b.ID {
+			line += fmt.Sprintf(" (against %s, franz-go's defaults: %.2f)", d.Name, k.Ratio)
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// met is a verdict on a target.
+func met(ok bool) string {
+	if ok {
+		return "MET"
+	}
+	return "NOT MET"
+}
+
+// extraCPUNS is the CPU k takes per record beyond ref's, in ns (the rows
+// give CPU seconds per million records).
+func extraCPUNS(k, ref Row) float64 { return (k.CPUPerM - ref.CPUPerM) * 1000 }
