@@ -78,9 +78,11 @@ type Engine struct {
 
 	finishedCh chan struct{} // closed when every stream has finished or stopped (noteFinished)
 
-	sendsClosed bool       // Stop is closing the producer: sends fail at once
-	gone        goneTopics // topics the producer must look up again
-	inflight    sendCount  // sends in progress, SendAsync records whose done has not returned
+	sendsClosed bool         // Stop is closing the producer: sends fail at once
+	gone        goneTopics   // topics the producer must look up again
+	inflight    sendCount    // sends in progress, SendAsync records whose done has not returned
+	asyncOps    asyncOpPool  // SendAsync's sendOps
+	watches     asyncWatches // the contexts of SendAsync records
 	// sendable is the producer while sends may use it (activeProducer),
 	// else nil; set under mu whenever state, producer or sendsClosed
 	// change (setSendableLocked).
@@ -301,9 +303,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.ProducerLinger(0), // Send waits for each record: see producer.go
-		// As many records as SendAsync's free list of sendOps keeps
-		// (producer.go), instead of franz-go's 50 000: beyond it every
-		// SendAsync allocated its sendOp anew.
+		// As many records as SendAsync keeps sendOps for
+		// (async_ops.go), instead of franz-go's 50 000: beyond it
+		// SendAsync allocated sendOps anew.
 		kgo.MaxBufferedRecords(DefaultMaxBufferedRecords),
 		kgo.ClientID(newClientID(e.name + "-producer")),
 	}, e.cfg.metrics.clientOpts()...)
@@ -433,6 +435,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("kstream: engine %q: sends or SendAsync done functions still running %v after the producer closed", e.name, sendDrainTimeout))
 	}
 
+	e.stopWatches()
 	unregisterEngine(e)
 	forgetStreams(ts)
 	releaseHandlerCtx(ts)

@@ -2,7 +2,7 @@ package kstream
 
 import "sync/atomic"
 
-// A lock-free list of reused per-record state (emitOp, sendOp), written by
+// A lock-free list of reused per-record state (a session's emitOps), written by
 // the goroutine that frees an item (franz-go's callback) and read by the
 // one that reuses it: pushed one at a time with a compare-and-swap, taken
 // whole with a Swap. Taking the whole list at once is what makes the push

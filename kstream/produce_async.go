@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,7 +64,7 @@ func (e *Engine) SendAsync(ctx context.Context, topic string, value []byte, done
 }
 
 func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte, done func(RecordMetadata, error), opts []SendOption) {
-	producer, err := e.acquireProducer() // counted until done has returned
+	producer, seq, err := e.acquireSend() // counted until done has returned
 	if err != nil {
 		e.sendFailed(topic, done, err, false)
 		return
@@ -78,28 +77,29 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 		e.sendFailed(topic, done, fmt.Errorf("kstream: send to topic %q: %w", topic, err), false)
 		return
 	}
-	op := getAsyncOp()
+	op := e.asyncOps.get(e)
 	op.prepare(ctx, topic, key, value, opts)
 	e.cfg.tracing.injectTrace(ctx, &op.rec)
-	op.eng, op.done, op.topic, op.gen = e, done, topic, gen
+	op.done, op.topic, op.gen, op.seq = done, topic, gen, seq
 	if ctx.Done() != nil {
-		watchOp(ctx, op)
+		e.watchOp(ctx, op) // async_watch.go
 	}
 	producer.Produce(ctx, &op.rec, op.finish)
 }
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
-	w := op.watch // set before the record was produced
-	if w != nil {
+	if op.watch.Load() != nil { // set before the record was produced
 		if gen := op.state.Load() &^ opFlags; !op.state.CompareAndSwap(gen, gen|opClaimed) {
 			// The record's context ended first, and its watch has
 			// failed it: its done is not ours to call. Waiting until
 			// the watch has called it keeps Flush's promise that
 			// every done function has returned (done functions are
-			// quick; see SendAsync).
+			// quick; see SendAsync). The watch has counted the
+			// record finished: op is left to the collector
+			// (asyncOpPool).
 			<-op.expiredDone
-			op.release()
+			op.eng.asyncOps.forget(op)
 			return
 		}
 	}
@@ -118,166 +118,6 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 	}
 	if done != nil {
 		done(md, nil)
-	}
-}
-
-// ctxWatches fails the SendAsync records whose context ends before franz-go
-// calls back for them. franz-go fails a batch by the context of its first
-// record only, so a record behind one whose context cannot end would
-// otherwise wait for the brokers however long they take.
-//
-// Records are watched by their context's Done channel, which contexts that
-// end together share (a handler's context with values added, for
-// instance): a ctxWatch is one context.AfterFunc, made for the first record
-// of its channel and stopped when its idle timer, every watchIdle, finds no
-// record of it in flight. The watches are the package's, not an engine's: a record's
-// sendOp knows its engine.
-//
-// A send and franz-go's callback for an earlier record run at the same
-// time on different goroutines, and a tight loop of sends is as fast as
-// the sending goroutine, so the callback takes no lock and does no more
-// than it did without watches: it claims its sendOp with a
-// compare-and-swap on the sendOp's state and frees it (which moves the
-// state to the next generation); it does not touch the watch. A watch lists the sendOps sent under it with their generation; when the
-// context ends, it fails each one still in that generation and unclaimed,
-// claiming it with the same compare-and-swap. Entries whose sendOp has
-// moved on are dropped from the list when it fills up.
-var ctxWatches sync.Map // Done channel → *ctxWatch
-
-// A sendOp's state is its generation (counted in opGeneration steps, one per
-// release) and, for a watched record in flight, who has its outcome.
-const (
-	opClaimed    = 1 << iota // franz-go's callback
-	opExpired                // the watch, which calls done
-	opGeneration             // one generation
-
-	opFlags = opGeneration - 1
-)
-
-// watchedOp is a watch's entry: a sendOp in the generation it was sent in.
-type watchedOp struct {
-	op  *sendOp
-	gen uint64
-}
-
-// ctxWatch is the watch of one Done channel.
-type ctxWatch struct {
-	ch  <-chan struct{}
-	ctx context.Context // the context of the first record, whose Err is the channel's
-
-	mu   sync.Mutex
-	dead bool // failed or stopped: a send makes a new watch
-	stop func() bool
-	idle *time.Timer // every watchIdle, drops the watch if no record of it is in flight
-	ops  []watchedOp // in the order they were sent; some have moved on
-}
-
-// watchIdle is how often a watch looks whether it still has a record in
-// flight, and stops watching its context if not. The callbacks do not
-// count their records down: a count written by sends and callbacks alike
-// cost a tight loop of SendAsync a cache line moved between CPUs twice per
-// record; and stopping at once, whenever the callbacks caught up with the
-// sends, made the sends make a new watch often enough to cost it a third of
-// its time.
-const watchIdle = 50 * time.Millisecond
-
-// watchOp puts op, about to be produced under ctx, in the watch of ctx's
-// Done channel, making the watch if there is none.
-func watchOp(ctx context.Context, op *sendOp) {
-	ch := ctx.Done()
-	gen := op.state.Load() // a free sendOp's state is its generation
-	for {
-		var w *ctxWatch
-		if v, ok := ctxWatches.Load(ch); ok {
-			w = v.(*ctxWatch)
-			w.mu.Lock()
-		} else {
-			w = &ctxWatch{ch: ch, ctx: ctx}
-			w.mu.Lock()
-			if v, loaded := ctxWatches.LoadOrStore(ch, w); loaded {
-				w.mu.Unlock()
-				w = v.(*ctxWatch)
-				w.mu.Lock()
-			} else {
-				// If ctx has ended, expire runs at once on a
-				// goroutine of its own, and waits for w.mu.
-				w.stop = context.AfterFunc(ctx, w.expire)
-				w.idle = time.AfterFunc(watchIdle, w.dropIfIdle)
-			}
-		}
-		if w.dead {
-			w.mu.Unlock()
-			ctxWatches.CompareAndDelete(ch, w)
-			continue
-		}
-		if len(w.ops) == cap(w.ops) {
-			// Drop the entries whose sendOp has moved on; append
-			// grows the list if that leaves it more than half full.
-			live := w.ops[:0]
-			for _, x := range w.ops {
-				if x.op.state.Load() == x.gen {
-					live = append(live, x)
-				}
-			}
-			clear(w.ops[len(live):])
-			w.ops = live
-		}
-		w.ops = append(w.ops, watchedOp{op, gen})
-		op.watch = w
-		w.mu.Unlock()
-		return
-	}
-}
-
-// dropIfIdle is w's idle timer: it stops w if no record of it is in
-// flight, so that its context is no longer watched, and looks again after
-// watchIdle otherwise.
-func (w *ctxWatch) dropIfIdle() {
-	w.mu.Lock()
-	if w.dead {
-		w.mu.Unlock()
-		return
-	}
-	for _, x := range w.ops {
-		if x.op.state.Load()&^opFlags == x.gen { // not yet freed by its callback
-			w.idle.Reset(watchIdle)
-			w.mu.Unlock()
-			return
-		}
-	}
-	w.dead = true
-	ctxWatches.CompareAndDelete(w.ch, w)
-	w.ops = nil
-	w.mu.Unlock()
-	w.stop() // if expire has begun all the same, it finds w dead
-}
-
-// expire runs when w's context ends: it fails every record of w still in
-// flight, in the order they were sent, with the context's error.
-func (w *ctxWatch) expire() {
-	w.mu.Lock()
-	if w.dead {
-		w.mu.Unlock()
-		return
-	}
-	w.dead = true
-	ctxWatches.CompareAndDelete(w.ch, w)
-	w.idle.Stop()
-	ops := w.ops
-	w.ops = nil
-	w.mu.Unlock()
-	cause := w.ctx.Err()
-	for _, x := range ops {
-		op := x.op
-		if !op.state.CompareAndSwap(x.gen, x.gen|opExpired) {
-			continue // called back for already, or moved on
-		}
-		e, done, topic := op.eng, op.done, op.topic
-		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
-		e.noteSent(topic, 1, err)
-		e.sendFailed(topic, done, err, false)
-		e.inflight.finish()          // done has returned
-		op.expiredDone <- struct{}{} // the callback frees op
 	}
 }
 
@@ -367,7 +207,9 @@ type sendCount struct {
 	idle     chan struct{}
 }
 
-func (c *sendCount) add() { c.started.Add(1) }
+// add counts a send in, and returns how many were counted in so far: a
+// SendAsync record's place in the engine's order of sends.
+func (c *sendCount) add() int64 { return c.started.Add(1) }
 
 func (c *sendCount) finish() {
 	f := c.finished.Add(1)

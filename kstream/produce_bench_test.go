@@ -236,6 +236,24 @@ func BenchmarkSendAsync(b *testing.B) {
 		}
 		allocsPerRecord(b, &ms0)
 	})
+	b.Run("engine-bg", func(b *testing.B) {
+		eng := sendBenchEngine(b, brokers)
+		done := func(_ kstream.RecordMetadata, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		}
+		b.ReportAllocs()
+		var ms0 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		for b.Loop() {
+			eng.SendAsync(context.Background(), topic, value, done)
+		}
+		if err := eng.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		allocsPerRecord(b, &ms0)
+	})
 	b.Run("producer", func(b *testing.B) {
 		eng := sendBenchEngine(b, brokers)
 		p := kstream.NewProducer(eng, topic, codec.Bytes())

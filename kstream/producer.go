@@ -285,13 +285,20 @@ func (e *Engine) setSendableLocked() {
 // sends and then waits for the count, either refuses the send or waits
 // for it.
 func (e *Engine) acquireProducer() (*kgo.Client, error) {
-	e.inflight.add()
+	producer, _, err := e.acquireSend()
+	return producer, err
+}
+
+// acquireSend is acquireProducer that also returns the send's place in the
+// engine's order of sends.
+func (e *Engine) acquireSend() (*kgo.Client, int64, error) {
+	seq := e.inflight.add()
 	producer, err := e.activeProducer()
 	if err != nil {
 		e.inflight.finish()
-		return nil, err
+		return nil, 0, err
 	}
-	return producer, nil
+	return producer, seq, nil
 }
 
 func metadataOf(r *kgo.Record) RecordMetadata {
@@ -487,15 +494,16 @@ type sendOp struct {
 	topic  string
 	gen    uint64 // e.gone's generation when the send began
 
+	seq int64 // its place in the engine's order of sends
+	reg int   // its index in asyncOpPool.all
+
 	// SendAsync with a context that can end: watch is set before the
 	// record is produced, and state says who has the record's outcome
-	// (see ctxWatches). An expired sendOp is the watch's until it signals
-	// expiredDone, which the callback waits for.
-	watch       *ctxWatch
+	// (see async_watch.go). An expired sendOp is the watch's until it
+	// signals expiredDone, which the callback waits for.
+	watch       atomic.Pointer[ctxWatch]
 	state       atomic.Uint64 // generation | opClaimed or opExpired
 	expiredDone chan struct{}
-
-	nextFree *sendOp // in asyncOps.freed
 }
 
 // DefaultMaxBufferedRecords is how many records an engine's producer
@@ -526,40 +534,6 @@ var syncOps = sync.Pool{New: func() any {
 
 func (op *sendOp) signalAcked(_ *kgo.Record, err error) { op.acked <- err }
 
-// asyncOps holds free SendAsync sendOps, at most maxFreeAsyncOps (about 2
-// MB) in free. A sendOp is freed by franz-go's callback (or a context's
-// watch), on another goroutine than the sends that take one: release pushes
-// it onto freed without a lock, and getAsyncOp, under mu, which only sends
-// take, moves the whole of freed into free when free is empty
-// (freelist.go). A lock shared by the two sides cost a tight loop of
-// SendAsync about a fifth of its time.
-var asyncOps struct {
-	freed atomic.Pointer[sendOp]
-
-	mu   sync.Mutex
-	free []*sendOp
-}
-
-const maxFreeAsyncOps = DefaultMaxBufferedRecords
-
-func getAsyncOp() *sendOp {
-	asyncOps.mu.Lock()
-	if len(asyncOps.free) == 0 {
-		asyncOps.free = takeFree(&asyncOps.freed, asyncOps.free, maxFreeAsyncOps, sendOpNext)
-	}
-	if n := len(asyncOps.free); n > 0 {
-		op := asyncOps.free[n-1]
-		asyncOps.free[n-1] = nil
-		asyncOps.free = asyncOps.free[:n-1]
-		asyncOps.mu.Unlock()
-		return op
-	}
-	asyncOps.mu.Unlock()
-	op := &sendOp{expiredDone: make(chan struct{}, 1)}
-	op.finish = op.finishAsync
-	return op
-}
-
 // prepare readies op's record: topic, key and value, then the options
 // applied in order. A record with a partition of its own gets a sendCtx
 // that says so, made after the options, so that no option can undo it.
@@ -578,14 +552,13 @@ func (op *sendOp) release() {
 		syncOps.Put(op)
 		return
 	}
-	op.eng, op.done, op.topic = nil, nil, ""
-	op.watch = nil
+	op.done, op.topic = nil, ""
+	if op.watch.Load() != nil {
+		op.watch.Store(nil) // before the generation moves on: see expire
+	}
 	op.state.Store(op.state.Load()&^opFlags + opGeneration)
-	pushFree(&asyncOps.freed, op, sendOpNext)
+	op.eng.asyncOps.put(op)
 }
-
-// sendOpNext is a sendOp's link in asyncOps.freed (freelist.go).
-func sendOpNext(op *sendOp) **sendOp { return &op.nextFree }
 
 // applySendOptions applies opts to r, for sends (sendOp.prepare) and Emit, and
 // reports whether one of them chose the partition (ToPartition): the

@@ -202,7 +202,7 @@ func TestSendAsyncCancelFailsWaitingRecordsOnce(t *testing.T) {
 			t.Fatalf("later send %d: %+v", o.i, o)
 		}
 	}
-	eventually(t, 5*time.Second, "the context watches to be gone", func() bool { return kstream.ContextWatches() == 0 })
+	eventually(t, 5*time.Second, "the context watches to be gone", func() bool { return eng.ContextWatches() == 0 })
 }
 
 // Contexts that end while their records are being acknowledged, on a broker
@@ -268,5 +268,5 @@ func TestSendAsyncContextsEndingDuringAcknowledgement(t *testing.T) {
 		t.Fatalf("no done for the send under an ended context; last: %+v", o)
 	}
 	t.Logf("%d acknowledged, %d failed by their context", ok, expired)
-	eventually(t, 5*time.Second, "the context watches to be gone", func() bool { return kstream.ContextWatches() == 0 })
+	eventually(t, 5*time.Second, "the context watches to be gone", func() bool { return eng.ContextWatches() == 0 })
 }

@@ -2,11 +2,17 @@ package kstream
 
 import "time"
 
-// ContextWatches returns how many context watches of SendAsync records
-// exist, for tests that check that none is left behind.
-func ContextWatches() int {
-	n := 0
-	ctxWatches.Range(func(any, any) bool { n++; return true })
+// ContextWatches returns how many context watches of SendAsync records e
+// has, for tests that check that none is left behind.
+func (e *Engine) ContextWatches() int {
+	e.watches.mu.Lock()
+	defer e.watches.mu.Unlock()
+	n := len(e.watches.live)
+	for _, w := range e.watches.retired {
+		if !w.finished {
+			n++
+		}
+	}
 	return n
 }
 

@@ -224,7 +224,7 @@ func produceFranzAsync(ctx context.Context, sp spec, m *meter, v values) (int64,
 	var firstErr atomic.Pointer[error]
 	cb := func(_ *kgo.Record, err error) {
 		if err != nil {
-			firstErr.CompareAndSwap(nil, &err)
+			keepFirst(&firstErr, err)
 			return
 		}
 		acked.Add(1)
@@ -356,11 +356,16 @@ type asyncAcks struct {
 
 func (a *asyncAcks) done(_ kstream.RecordMetadata, err error) {
 	if err != nil {
-		a.firstErr.CompareAndSwap(nil, &err)
+		keepFirst(&a.firstErr, err)
 		return
 	}
 	a.acked.Add(1)
 }
+
+// keepFirst keeps err in first unless it holds an error already. Taking
+// err's address here, not in the callbacks, keeps a callback from moving
+// its err to the heap on every call, success or not.
+func keepFirst(first *atomic.Pointer[error], err error) { first.CompareAndSwap(nil, &err) }
 
 // wait flushes eng and returns what was acknowledged, or the first error.
 func (a *asyncAcks) wait(ctx context.Context, eng *kstream.Engine, m *meter) (int64, error) {
@@ -382,8 +387,9 @@ func produceKstreamSendAsync(ctx context.Context, sp spec, m *meter, v values) (
 	}
 	defer stop()
 	var a asyncAcks
+	done := a.done // one func value for every record, as the franz-go client has one callback
 	for i := range sp.Records {
-		eng.SendAsync(ctx, sp.Topic, v.at(i), a.done)
+		eng.SendAsync(ctx, sp.Topic, v.at(i), done)
 	}
 	return a.wait(ctx, eng, m)
 }
@@ -397,8 +403,9 @@ func produceKstreamProducerAsync(ctx context.Context, sp spec, m *meter, v value
 	defer stop()
 	p := kstream.NewProducer(eng, sp.Topic, codec.Bytes())
 	var a asyncAcks
+	done := a.done
 	for i := range sp.Records {
-		p.SendAsync(ctx, nil, v.at(i), a.done)
+		p.SendAsync(ctx, nil, v.at(i), done)
 	}
 	return a.wait(ctx, eng, m)
 }
@@ -462,7 +469,7 @@ func produceKafkaGoAsync(ctx context.Context, sp spec, m *meter, v values) (int6
 	var firstErr atomic.Pointer[error]
 	w.Completion = func(msgs []kafka.Message, err error) {
 		if err != nil {
-			firstErr.CompareAndSwap(nil, &err)
+			keepFirst(&firstErr, err)
 			return
 		}
 		acked.Add(int64(len(msgs)))

@@ -138,7 +138,7 @@ func transformFranz(ctx context.Context, sp spec, m *meter, t *tally) error {
 			}
 			cl.Produce(ctx, &kgo.Record{Topic: sp.OutTopic, Partition: r.Partition, Value: r.Value}, func(_ *kgo.Record, err error) {
 				if err != nil {
-					failed.CompareAndSwap(nil, &err)
+					keepFirst(&failed, err)
 					return
 				}
 				cl.MarkCommitRecords(r)
@@ -192,7 +192,7 @@ func transformFranzTxn(ctx context.Context, sp spec, m *meter, t *tally) error {
 	var failed atomic.Pointer[error]
 	acked := func(_ *kgo.Record, err error) {
 		if err != nil {
-			failed.CompareAndSwap(nil, &err)
+			keepFirst(&failed, err)
 		}
 	}
 	end := func() error {

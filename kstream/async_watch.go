@@ -1,0 +1,282 @@
+package kstream
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A SendAsync record whose context ends before franz-go calls back for it
+// is failed at once with the context's error by its context's watch:
+// franz-go fails a batch by the context of its first record only, so a
+// record behind one whose context cannot end would otherwise wait for the
+// brokers however long they take.
+//
+// An engine has a watch per Done channel its SendAsync records are sent
+// under (contexts that end together share one: a handler's context with
+// values added, for instance): a ctxWatch, made for the first record of
+// its channel, which registers one context.AfterFunc. A send attaches its
+// sendOp by storing the watch in sendOp.watch; the watch it used last is
+// kept, so that a loop of sends under one context looks nothing up. The
+// watch does not list its records: when its context ends, it finds them in
+// the engine's registry of sendOps (asyncOpPool.all), or, if it has had no
+// more than watchSlots of them, in its slots. It fails each one that
+// franz-go has not called back for, claiming it with a compare-and-swap on
+// the sendOp's state, as the callback does.
+//
+// A send and franz-go's callback for an earlier record run at the same
+// time on different CPUs, and a tight loop of sends is as fast as the
+// sending goroutine: so a send writes nothing that the callback or another
+// send writes (a list of records per watch, or a count of them, cost a
+// tight loop of SendAsync a third of its time), and the callback does what
+// it did without watches, one compare-and-swap on its sendOp.
+//
+// A watch is marked dead before it looks for its records, and a send looks
+// whether its watch is dead after attaching: either the watch finds the
+// record, or the send sees it dead and attaches the record to another
+// watch (whose AfterFunc, if the context has ended, runs at once).
+//
+// Every watchIdle, while the engine has watches, a sweep finds the watches
+// of the records in flight. A watch found with none is retired by the next
+// sweep (dead: sends make a new one), and stopped (its AfterFunc undone)
+// by the first sweep after that which finds none of its records in flight.
+// Stop stops them all.
+type asyncWatches struct {
+	mu      sync.Mutex
+	live    map[<-chan struct{}]*ctxWatch // by Done channel; none dead
+	retired []*ctxWatch                   // dead, perhaps with records in flight
+	idle    []*ctxWatch                   // live ones the last sweep found idle
+	sweeps  uint64
+	timer   *time.Timer    // the next sweep; nil while there is no watch
+	pending sync.WaitGroup // sweeps scheduled or running
+
+	last atomic.Pointer[ctxWatch] // the watch a send found last
+}
+
+// watchSlots is how many records a watch keeps itself: a context that ends
+// after a few records (a request's, a per-record timeout) fails them
+// without scanning the registry.
+const watchSlots = 4
+
+// watchIdle is how often the engine's watches are swept.
+const watchIdle = 50 * time.Millisecond
+
+// ctxWatch is the watch of one Done channel.
+type ctxWatch struct {
+	e    *Engine
+	ch   <-chan struct{}
+	ctx  context.Context // the context of the first record, whose Err is the channel's
+	stop func() bool     // the AfterFunc's
+
+	dead  atomic.Bool  // retired or expired: sends attach to another watch
+	sends atomic.Int32 // records attached, counted up to watchSlots+1
+	many  atomic.Bool  // more than watchSlots attached: expire scans the registry
+	slots [watchSlots]atomic.Pointer[sendOp]
+	seen  atomic.Uint64 // the last sweep that found a record of it in flight
+
+	finished bool // expired or stopped; under asyncWatches.mu
+}
+
+// A sendOp's state is its generation (counted in opGeneration steps, one per
+// release) and, for a watched record in flight, who has its outcome.
+const (
+	opClaimed    = 1 << iota // franz-go's callback
+	opExpired                // the watch, which calls done
+	opGeneration             // one generation
+
+	opFlags = opGeneration - 1
+)
+
+// watchOp attaches op, about to be produced under ctx, to the watch of
+// ctx's Done channel, making the watch if there is none.
+func (e *Engine) watchOp(ctx context.Context, op *sendOp) {
+	ws := &e.watches
+	ch := ctx.Done()
+	for {
+		w := ws.last.Load()
+		if w == nil || w.ch != ch || w.dead.Load() {
+			w = ws.find(e, ctx, ch)
+		}
+		if !w.many.Load() {
+			if i := w.sends.Add(1); i <= watchSlots {
+				w.slots[i-1].Store(op)
+			} else {
+				w.many.Store(true)
+			}
+		}
+		op.watch.Store(w)
+		if !w.dead.Load() {
+			return
+		}
+	}
+}
+
+// find returns the live watch of ch, making it if there is none.
+func (ws *asyncWatches) find(e *Engine, ctx context.Context, ch <-chan struct{}) *ctxWatch {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.live[ch]
+	if w == nil {
+		w = &ctxWatch{e: e, ch: ch, ctx: ctx}
+		if ws.live == nil {
+			ws.live = make(map[<-chan struct{}]*ctxWatch)
+		}
+		ws.live[ch] = w
+		// If ctx has ended, expire runs at once on a goroutine of its
+		// own, and waits for ws.mu.
+		w.stop = context.AfterFunc(ctx, w.expire)
+		if ws.timer == nil {
+			ws.pending.Add(1)
+			ws.timer = time.AfterFunc(watchIdle, e.sweepWatches)
+		}
+	}
+	ws.last.Store(w)
+	return w
+}
+
+// retireLocked marks w dead, so that sends make another watch for its
+// channel. ws.mu is held.
+func (ws *asyncWatches) retireLocked(w *ctxWatch) {
+	w.dead.Store(true)
+	if ws.live[w.ch] == w {
+		delete(ws.live, w.ch)
+	}
+	ws.last.CompareAndSwap(w, nil)
+}
+
+// expire runs when w's context ends: it fails every record of w still in
+// flight, in the order they were sent, with the context's error.
+func (w *ctxWatch) expire() {
+	e := w.e
+	ws := &e.watches
+	ws.mu.Lock()
+	if w.finished {
+		ws.mu.Unlock()
+		return
+	}
+	w.finished = true
+	ws.retireLocked(w)
+	ws.mu.Unlock()
+
+	var ops []*sendOp
+	claim := func(op *sendOp) {
+		s := op.state.Load()
+		if s&opFlags != 0 || op.watch.Load() != w {
+			return // not in flight under w
+		}
+		if op.state.CompareAndSwap(s, s|opExpired) {
+			ops = append(ops, op)
+		}
+	}
+	if n := w.sends.Load(); n <= watchSlots {
+		for i := range n {
+			if op := w.slots[i].Load(); op != nil {
+				claim(op)
+			}
+		}
+	} else {
+		e.asyncOps.each(claim)
+	}
+	slices.SortFunc(ops, func(a, b *sendOp) int { return cmp.Compare(a.seq, b.seq) })
+	cause := w.ctx.Err()
+	for _, op := range ops {
+		done, topic := op.done, op.topic
+		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
+		e.noteSent(topic, 1, err)
+		e.sendFailed(topic, done, err, false)
+		e.inflight.finish()          // done has returned
+		op.expiredDone <- struct{}{} // the callback may go on
+	}
+}
+
+// sweepWatches is the sweep of e's watches (see asyncWatches).
+func (e *Engine) sweepWatches() {
+	ws := &e.watches
+	defer ws.pending.Done()
+	ws.mu.Lock()
+	if ws.timer == nil { // stopped
+		ws.mu.Unlock()
+		return
+	}
+	for _, w := range ws.idle {
+		if !w.finished && !w.dead.Load() {
+			ws.retireLocked(w)
+			ws.retired = append(ws.retired, w)
+		}
+	}
+	clear(ws.idle)
+	ws.idle = ws.idle[:0]
+	ws.sweeps++
+	sweep := ws.sweeps
+	ws.mu.Unlock()
+
+	// After the retired watches were marked dead: a record attached to
+	// one of them since is either seen here or moved by its send.
+	e.asyncOps.each(func(op *sendOp) {
+		if op.state.Load()&opFlags == 0 {
+			if w := op.watch.Load(); w != nil {
+				w.seen.Store(sweep)
+			}
+		}
+	})
+
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.timer == nil {
+		return
+	}
+	retired := ws.retired[:0]
+	for _, w := range ws.retired {
+		switch {
+		case w.finished:
+		case w.seen.Load() == sweep:
+			retired = append(retired, w)
+		default:
+			w.finished = true
+			w.stop() // if expire has begun all the same, it finds w finished
+		}
+	}
+	clear(ws.retired[len(retired):])
+	ws.retired = retired
+	for _, w := range ws.live {
+		if w.seen.Load() != sweep {
+			ws.idle = append(ws.idle, w)
+		}
+	}
+	if len(ws.live) == 0 && len(ws.retired) == 0 {
+		ws.timer = nil
+		return
+	}
+	ws.pending.Add(1)
+	ws.timer.Reset(watchIdle)
+}
+
+// stopWatches stops every watch of e and the sweeps, and waits for a sweep
+// that is running. Stop calls it once no record is in flight.
+func (e *Engine) stopWatches() {
+	ws := &e.watches
+	ws.mu.Lock()
+	for _, w := range ws.live {
+		w.dead.Store(true)
+		w.finished = true
+		w.stop()
+	}
+	for _, w := range ws.retired {
+		if !w.finished {
+			w.finished = true
+			w.stop()
+		}
+	}
+	ws.live, ws.retired, ws.idle = nil, nil, nil
+	ws.last.Store(nil)
+	if ws.timer != nil && ws.timer.Stop() {
+		ws.pending.Done() // it will not run
+	}
+	ws.timer = nil
+	ws.mu.Unlock()
+	ws.pending.Wait()
+}
