@@ -89,7 +89,9 @@ func openSession(ctx context.Context, cfg *config, name string, in inherited, pu
 	opts = append(opts, ss.m.clientOpts()...)
 	opts = append(opts, secure...)
 	// Emit produces through the stream's client, partitioned as sends are.
-	opts = append(opts, kgo.RecordPartitioner(newPartitioner()))
+	// (Its records' contexts are looked through: noteHooks is not called.)
+	part, _ := newPartitioner()
+	opts = append(opts, kgo.RecordPartitioner(part))
 	if cfg.exactlyOnce {
 		opts = append(opts, txnOpts(cfg)...)
 	} else if cfg.readCommitted {

@@ -297,11 +297,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("kstream: engine %q: producer: %w", e.name, err))
 	}
+	part, recCtx := newPartitioner()
 	popts := append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(newKgoLogger(e.log)),
 		kgo.AllowIdempotentProduceCancellation(),
-		kgo.RecordPartitioner(newPartitioner()),
+		kgo.RecordPartitioner(part),
 		kgo.ProducerLinger(0), // Send waits for each record: see producer.go
 		// As many records as SendAsync keeps sendOps for
 		// (async_ops.go), instead of franz-go's 50 000: beyond it
@@ -315,6 +316,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("kstream: engine %q: producer: %w", e.name, err))
 	}
+	recCtx.noteHooks(producer)
 	if err := producer.Ping(ctx); err != nil {
 		producer.Close()
 		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, explainConnErr(err, e.cfg.usesTLS(inherited{}), e.cfg.usesSASL(inherited{}))))

@@ -394,27 +394,51 @@ func (p *Producer[T]) SendBatch(ctx context.Context, msgs ...Message[T]) ([]Reco
 // and partitioning again, under a lock held while buffering: two
 // allocations and a lock per record when every record is a batch of its
 // own, as with Send.
-type partitioner struct{}
+type partitioner struct{ ctx *recordContexts }
 
-func newPartitioner() kgo.Partitioner { return partitioner{} }
+// recordContexts says whether a client's records keep the Context they were
+// produced with up to the partitioner: set once, after the client is made
+// and before it produces.
+type recordContexts struct{ rewritten bool }
+
+// newPartitioner returns the partitioner of a client; call noteHooks once
+// the client is made.
+func newPartitioner() (kgo.Partitioner, *recordContexts) {
+	rc := &recordContexts{rewritten: true}
+	return partitioner{rc}, rc
+}
+
+// noteHooks records whether cl has a hook that may replace a record's
+// Context before it is partitioned (OnProduceRecordBuffered; kotel's does,
+// wrapping it in a span's): without one, isManual needs no look-up through
+// the context.
+func (rc *recordContexts) noteHooks(cl *kgo.Client) {
+	rc.rewritten = false
+	hooks, _ := cl.OptValue(kgo.WithHooks).([]kgo.Hook)
+	for _, h := range hooks {
+		if _, ok := h.(kgo.HookProduceRecordBuffered); ok {
+			rc.rewritten = true
+		}
+	}
+}
 
 var uniformBytes = kgo.UniformBytesPartitioner(64<<10, true, true, nil)
 
-func (partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
 	// franz-go's UniformBytesPartitioner partitions by backlog.
-	return &topicPartitioner{byKey: uniformBytes.ForTopic(topic).(kgo.TopicBackupPartitioner)}
+	return &topicPartitioner{byKey: uniformBytes.ForTopic(topic).(kgo.TopicBackupPartitioner), ctx: p.ctx}
 }
 
 // isManual reports whether r was given a partition with ToPartition.
-func isManual(r *kgo.Record) bool {
+func (t *topicPartitioner) isManual(r *kgo.Record) bool {
 	if c, ok := r.Context.(*sendCtx); ok {
 		return c.manual
 	}
-	if r.Context == nil {
+	if r.Context == nil || !t.ctx.rewritten {
 		return false
 	}
-	// The caller's context, or one that a hook (OnProduceRecordBuffered
-	// runs before partitioning) made around a sendCtx.
+	// A context that a hook (OnProduceRecordBuffered runs before
+	// partitioning) made around a sendCtx, or the caller's.
 	c, _ := r.Context.Value(sendCtxKey{}).(*sendCtx)
 	return c != nil && c.manual
 }
@@ -422,21 +446,24 @@ func isManual(r *kgo.Record) bool {
 // topicPartitioner partitions one topic. franz-go calls only
 // PartitionByBackup on a TopicBackupPartitioner; Partition is there for the
 // interface.
-type topicPartitioner struct{ byKey kgo.TopicBackupPartitioner }
+type topicPartitioner struct {
+	byKey kgo.TopicBackupPartitioner
+	ctx   *recordContexts
+}
 
 func (t *topicPartitioner) RequiresConsistency(r *kgo.Record) bool {
-	return isManual(r) || t.byKey.RequiresConsistency(r)
+	return t.isManual(r) || t.byKey.RequiresConsistency(r)
 }
 
 func (t *topicPartitioner) Partition(r *kgo.Record, n int) int {
-	if isManual(r) {
+	if t.isManual(r) {
 		return int(r.Partition)
 	}
 	return t.byKey.Partition(r, n)
 }
 
 func (t *topicPartitioner) PartitionByBackup(r *kgo.Record, n int, backup kgo.TopicBackupIter) int {
-	if isManual(r) {
+	if t.isManual(r) {
 		return int(r.Partition)
 	}
 	return t.byKey.PartitionByBackup(r, n, backup)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/gokstreams/kstreams/codec"
 	"github.com/gokstreams/kstreams/kstream"
 )
@@ -185,5 +187,42 @@ func TestProducerWithoutEngineTopicOrEncoder(t *testing.T) {
 	// The engine was not used, and still works.
 	if _, err := kstream.NewProducer(eng, e.topic, codec.String()).Send(context.Background(), nil, "ok"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// wrapContextHook replaces every record's Context before it is
+// partitioned, as kotel's tracing hook does.
+type wrapContextHook struct{}
+
+type wrappedCtxKey struct{}
+
+func (wrapContextHook) OnProduceRecordBuffered(r *kgo.Record) {
+	r.Context = context.WithValue(r.Context, wrappedCtxKey{}, true)
+}
+
+// ToPartition holds when a hook of the producer replaces the records'
+// contexts before they are partitioned: the partitioner then looks through
+// the context for ToPartition's mark. Without the hook it looks at the
+// context alone (TestSendOptionsApplyInOrder).
+func TestToPartitionWithAHookThatWrapsTheContext(t *testing.T) {
+	e := newEnv(t, 3, 0)
+	eng := e.engine(kstream.ClientOptions(kgo.WithHooks(wrapContextHook{})))
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := keyOnOtherPartition(t, e, eng, 2)
+	for i := range 3 {
+		md, err := eng.Send(e.ctx, e.topic, []byte("send"), kstream.WithKey(key), kstream.ToPartition(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.Partition != 2 {
+			t.Fatalf("Send %d: sent to %d, want partition 2", i, md.Partition)
+		}
+		done, ch := doneOnce(t)
+		eng.SendAsync(e.ctx, e.topic, []byte("async"), done, kstream.WithKey(key), kstream.ToPartition(2))
+		if o := waitOutcome(t, ch, 10*time.Second, "SendAsync"); o.err != nil || o.md.Partition != 2 {
+			t.Fatalf("SendAsync %d: %+v, want partition 2", i, o)
+		}
 	}
 }
