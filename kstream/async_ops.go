@@ -24,14 +24,18 @@ import "sync"
 // its record (finishAsync).
 type asyncOpPool struct {
 	// Sends take from free, under mu, and refill it with a full batch.
+	// (Each side's fields are on cache lines of their own.)
+	_    [64]byte
 	mu   sync.Mutex
 	free []*sendOp
+	_    [64]byte
 
 	// Promises give back into filling, without a lock: only the
 	// producer's promises, which franz-go calls one after the other, touch
 	// it, and only before their record's send is counted finished (so
 	// Stop, and a Start after it, cannot overlap them).
 	filling []*sendOp
+	_       [64]byte
 
 	// Full batches and empty arrays, under hmu, which each side takes once
 	// per batch.
@@ -42,6 +46,7 @@ type asyncOpPool struct {
 
 	regMu sync.Mutex
 	all   []*sendOp // every sendOp not left to the collector; sendOp.reg is its index
+	_     [64]byte
 }
 
 const (

@@ -50,9 +50,9 @@ type asyncWatches struct {
 	live    map[<-chan struct{}]*ctxWatch // by Done channel; none dead
 	retired []*ctxWatch                   // dead, perhaps with records in flight
 	idle    []*ctxWatch                   // live ones the last sweep found idle
-	sweeps  uint64
-	timer   *time.Timer    // the next sweep; nil while there is no watch
-	pending sync.WaitGroup // sweeps scheduled or running
+	ids     uint32                        // the last watch's id (they wrap at 2^24)
+	timer   *time.Timer                   // the next sweep; nil while there is no watch
+	pending sync.WaitGroup                // sweeps scheduled or running
 
 	last atomic.Pointer[ctxWatch] // the watch a send found last
 }
@@ -72,30 +72,55 @@ type ctxWatch struct {
 	ctx  context.Context // the context of the first record, whose Err is the channel's
 	stop func() bool     // the AfterFunc's
 
+	id    uint32       // in the states of the sendOps attached to it
 	dead  atomic.Bool  // retired or expired: sends attach to another watch
 	sends atomic.Int32 // records attached, counted up to watchSlots+1
 	many  atomic.Bool  // more than watchSlots attached: expire scans the registry
 	slots [watchSlots]atomic.Pointer[sendOp]
-	seen  atomic.Uint64 // the last sweep that found a record of it in flight
 
 	finished bool // expired or stopped; under asyncWatches.mu
 }
 
-// A sendOp's state is its generation (counted in opGeneration steps, one per
-// release) and, for a watched record in flight, who has its outcome.
+// A sendOp's state, one word so that one compare-and-swap decides who has a
+// watched record's outcome: opAttached and the watch's id while the record
+// is in flight under a watch, opExpired once the watch has taken it, and a
+// generation, moved on when franz-go's callback takes a watched record, so
+// that a watch that read the state of an earlier send cannot take a later
+// one.
 const (
-	opClaimed    = 1 << iota // franz-go's callback
-	opExpired                // the watch, which calls done
-	opGeneration             // one generation
+	opAttached = 1 << iota
+	opExpired
 
-	opFlags = opGeneration - 1
+	opIDShift  = 2
+	opIDBits   = 24
+	opGenShift = opIDShift + opIDBits
+
+	opIDMask = (1<<opIDBits - 1) << opIDShift
 )
+
+// attached reports whether state s is that of a record in flight under the
+// watch with id, and not taken by it.
+func attached(s uint64, id uint32) bool {
+	return s&(opAttached|opExpired) == opAttached && uint32(s&opIDMask>>opIDShift) == id
+}
+
+// claim is the callback's: it reports whether the outcome of op's record
+// is the callback's to give, taking it from the record's watch if it has
+// one. A sendOp that is not attached is the callback's alone.
+func (op *sendOp) claim() bool {
+	s := op.state.Load()
+	if s&opAttached == 0 {
+		return true
+	}
+	return s&opExpired == 0 && op.state.CompareAndSwap(s, (s>>opGenShift+1)<<opGenShift)
+}
 
 // watchOp attaches op, about to be produced under ctx, to the watch of
 // ctx's Done channel, making the watch if there is none.
 func (e *Engine) watchOp(ctx context.Context, op *sendOp) {
 	ws := &e.watches
 	ch := ctx.Done()
+	var s uint64 // op's state once attached
 	for {
 		w := ws.last.Load()
 		if w == nil || w.ch != ch || w.dead.Load() {
@@ -108,7 +133,19 @@ func (e *Engine) watchOp(ctx context.Context, op *sendOp) {
 				w.many.Store(true)
 			}
 		}
-		op.watch.Store(w)
+		id := uint64(w.id)<<opIDShift | opAttached
+		if s == 0 {
+			// A free sendOp's state is its generation alone: one
+			// atomic operation attaches it, without reading it
+			// first (its cache line comes from the callback's CPU).
+			s = op.state.Or(id) | id
+		} else {
+			to := s&^opIDMask | id
+			if !op.state.CompareAndSwap(s, to) {
+				return // the dead watch has taken it: its context has ended
+			}
+			s = to
+		}
 		if !w.dead.Load() {
 			return
 		}
@@ -121,7 +158,8 @@ func (ws *asyncWatches) find(e *Engine, ctx context.Context, ch <-chan struct{})
 	defer ws.mu.Unlock()
 	w := ws.live[ch]
 	if w == nil {
-		w = &ctxWatch{e: e, ch: ch, ctx: ctx}
+		ws.ids++
+		w = &ctxWatch{e: e, ch: ch, ctx: ctx, id: ws.ids & (1<<opIDBits - 1)}
 		if ws.live == nil {
 			ws.live = make(map[<-chan struct{}]*ctxWatch)
 		}
@@ -164,11 +202,7 @@ func (w *ctxWatch) expire() {
 
 	var ops []*sendOp
 	claim := func(op *sendOp) {
-		s := op.state.Load()
-		if s&opFlags != 0 || op.watch.Load() != w {
-			return // not in flight under w
-		}
-		if op.state.CompareAndSwap(s, s|opExpired) {
+		if s := op.state.Load(); attached(s, w.id) && op.state.CompareAndSwap(s, s|opExpired) {
 			ops = append(ops, op)
 		}
 	}
@@ -210,17 +244,14 @@ func (e *Engine) sweepWatches() {
 	}
 	clear(ws.idle)
 	ws.idle = ws.idle[:0]
-	ws.sweeps++
-	sweep := ws.sweeps
 	ws.mu.Unlock()
 
 	// After the retired watches were marked dead: a record attached to
 	// one of them since is either seen here or moved by its send.
+	inFlight := make(map[uint32]bool)
 	e.asyncOps.each(func(op *sendOp) {
-		if op.state.Load()&opFlags == 0 {
-			if w := op.watch.Load(); w != nil {
-				w.seen.Store(sweep)
-			}
+		if s := op.state.Load(); s&(opAttached|opExpired) == opAttached {
+			inFlight[uint32(s&opIDMask>>opIDShift)] = true
 		}
 	})
 
@@ -233,7 +264,7 @@ func (e *Engine) sweepWatches() {
 	for _, w := range ws.retired {
 		switch {
 		case w.finished:
-		case w.seen.Load() == sweep:
+		case inFlight[w.id]:
 			retired = append(retired, w)
 		default:
 			w.finished = true
@@ -243,7 +274,7 @@ func (e *Engine) sweepWatches() {
 	clear(ws.retired[len(retired):])
 	ws.retired = retired
 	for _, w := range ws.live {
-		if w.seen.Load() != sweep {
+		if !inFlight[w.id] {
 			ws.idle = append(ws.idle, w)
 		}
 	}

@@ -89,19 +89,16 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
-	if op.watch.Load() != nil { // set before the record was produced
-		if gen := op.state.Load() &^ opFlags; !op.state.CompareAndSwap(gen, gen|opClaimed) {
-			// The record's context ended first, and its watch has
-			// failed it: its done is not ours to call. Waiting until
-			// the watch has called it keeps Flush's promise that
-			// every done function has returned (done functions are
-			// quick; see SendAsync). The watch has counted the
-			// record finished: op is left to the collector
-			// (asyncOpPool).
-			<-op.expiredDone
-			op.eng.asyncOps.forget(op)
-			return
-		}
+	if !op.claim() {
+		// The record's context ended first, and its watch has failed
+		// it: its done is not ours to call. Waiting until the watch
+		// has called it keeps Flush's promise that every done function
+		// has returned (done functions are quick; see SendAsync). The
+		// watch has counted the record finished: op is left to the
+		// collector (asyncOpPool).
+		<-op.expiredDone
+		op.eng.asyncOps.forget(op)
+		return
 	}
 	e, done, topic, gen := op.eng, op.done, op.topic, op.gen
 	defer e.inflight.finish()
@@ -205,6 +202,7 @@ type sendCount struct {
 	_        [64]byte
 	waiting  atomic.Int32 // goroutines in wait
 	idle     chan struct{}
+	_        [64]byte // what follows in Engine is written by the sends
 }
 
 // add counts a send in, and returns how many were counted in so far: a

@@ -510,6 +510,16 @@ func orBackground(ctx context.Context) context.Context {
 type sendOp struct {
 	rec kgo.Record
 
+	// SendAsync with a context that can end: state holds the watch the
+	// record is attached to, set before the record is produced, and says
+	// who has the record's outcome (see async_watch.go). An expired sendOp
+	// is the watch's until it signals expiredDone, which the callback
+	// waits for. It comes right after rec: on the cache line of the
+	// record's Offset, which franz-go writes just before the callback
+	// takes the record with a compare-and-swap on state.
+	state       atomic.Uint64
+	expiredDone chan struct{}
+
 	// Send: signal is the promise, which sends the outcome on acked.
 	acked  chan error
 	signal func(*kgo.Record, error)
@@ -523,14 +533,6 @@ type sendOp struct {
 
 	seq int64 // its place in the engine's order of sends
 	reg int   // its index in asyncOpPool.all
-
-	// SendAsync with a context that can end: watch is set before the
-	// record is produced, and state says who has the record's outcome
-	// (see async_watch.go). An expired sendOp is the watch's until it
-	// signals expiredDone, which the callback waits for.
-	watch       atomic.Pointer[ctxWatch]
-	state       atomic.Uint64 // generation | opClaimed or opExpired
-	expiredDone chan struct{}
 }
 
 // DefaultMaxBufferedRecords is how many records an engine's producer
@@ -580,10 +582,6 @@ func (op *sendOp) release() {
 		return
 	}
 	op.done, op.topic = nil, ""
-	if op.watch.Load() != nil {
-		op.watch.Store(nil) // before the generation moves on: see expire
-	}
-	op.state.Store(op.state.Load()&^opFlags + opGeneration)
 	op.eng.asyncOps.put(op)
 }
 

@@ -220,26 +220,19 @@ func produceFranzAsync(ctx context.Context, sp spec, m *meter, v values) (int64,
 		return 0, err
 	}
 	defer cl.Close()
-	var acked atomic.Int64
-	var firstErr atomic.Pointer[error]
-	cb := func(_ *kgo.Record, err error) {
-		if err != nil {
-			keepFirst(&firstErr, err)
-			return
-		}
-		acked.Add(1)
-	}
+	var a asyncAcks
+	cb := func(_ *kgo.Record, err error) { a.note(err) }
 	for i := range sp.Records {
 		cl.Produce(ctx, &kgo.Record{Topic: sp.Topic, Value: v.at(i)}, cb)
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return acked.Load(), err
+		return a.acked.Load(), err
 	}
-	if e := firstErr.Load(); e != nil {
-		return acked.Load(), *e
+	if e := a.firstErr.Load(); e != nil {
+		return a.acked.Load(), *e
 	}
 	m.Stop()
-	return acked.Load(), nil
+	return a.acked.Load(), nil
 }
 
 // newEngine starts an engine for producing.
@@ -347,20 +340,27 @@ func produceKstreamProducerBatch(ctx context.Context, sp spec, m *meter, v value
 	return n, nil
 }
 
-// asyncAcks counts the records a SendAsync run had acknowledged and keeps
-// its first error.
+// asyncAcks counts the records a pipelined run (franz-go's Produce, kstream's
+// SendAsync) had acknowledged and keeps its first error. Its counters are
+// on cache lines of their own: next to what the sending goroutine reads
+// (the callback's func value, allocated after it), every acknowledgement
+// cost both goroutines a cache miss.
 type asyncAcks struct {
+	_        [64]byte
 	acked    atomic.Int64
 	firstErr atomic.Pointer[error]
+	_        [64]byte
 }
 
-func (a *asyncAcks) done(_ kstream.RecordMetadata, err error) {
+func (a *asyncAcks) note(err error) {
 	if err != nil {
 		keepFirst(&a.firstErr, err)
 		return
 	}
 	a.acked.Add(1)
 }
+
+func (a *asyncAcks) done(_ kstream.RecordMetadata, err error) { a.note(err) }
 
 // keepFirst keeps err in first unless it holds an error already. Taking
 // err's address here, not in the callbacks, keeps a callback from moving
