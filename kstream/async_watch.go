@@ -218,7 +218,7 @@ func (w *ctxWatch) expire() {
 	slices.SortFunc(ops, func(a, b *sendOp) int { return cmp.Compare(a.seq, b.seq) })
 	cause := w.ctx.Err()
 	for _, op := range ops {
-		done, topic := op.done, op.topic
+		done, topic := op.done, op.rec.Topic // franz-go does not write Topic
 		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
 		e.noteSent(topic, 1, err)
 		e.sendFailed(topic, done, err, false)

@@ -80,7 +80,7 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 	op := e.asyncOps.get(e)
 	op.prepare(ctx, topic, key, value, opts)
 	e.cfg.tracing.injectTrace(ctx, &op.rec)
-	op.done, op.topic, op.gen, op.seq = done, topic, gen, seq
+	op.done, op.gen, op.seq = done, gen, seq
 	if ctx.Done() != nil {
 		e.watchOp(ctx, op) // async_watch.go
 	}
@@ -100,7 +100,7 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 		op.eng.asyncOps.forget(op)
 		return
 	}
-	e, done, topic, gen := op.eng, op.done, op.topic, op.gen
+	e, done, topic, gen := op.eng, op.done, r.Topic, op.gen
 	defer e.inflight.finish()
 	var md RecordMetadata
 	if err == nil {

@@ -514,10 +514,19 @@ type sendOp struct {
 	// record is attached to, set before the record is produced, and says
 	// who has the record's outcome (see async_watch.go). An expired sendOp
 	// is the watch's until it signals expiredDone, which the callback
-	// waits for. It comes right after rec: on the cache line of the
-	// record's Offset, which franz-go writes just before the callback
-	// takes the record with a compare-and-swap on state.
-	state       atomic.Uint64
+	// waits for.
+	//
+	// state and what a send writes per record come right after rec, on
+	// the cache line of the record's Offset, which franz-go writes just
+	// before the callback takes the record with a compare-and-swap on
+	// state: a send writes three cache lines of its sendOp (rec's), which
+	// come from the callback's CPU, and the callback reads no other line
+	// that the send wrote.
+	state atomic.Uint64
+	done  func(RecordMetadata, error) // SendAsync's
+	gen   uint64                      // e.gone's generation when the send began
+	seq   int64                       // its place in the engine's order of sends
+
 	expiredDone chan struct{}
 
 	// Send: signal is the promise, which sends the outcome on acked.
@@ -526,13 +535,10 @@ type sendOp struct {
 
 	// SendAsync: finish is the promise, which calls done.
 	eng    *Engine
-	done   func(RecordMetadata, error)
 	finish func(*kgo.Record, error)
-	topic  string
-	gen    uint64 // e.gone's generation when the send began
+	reg    int // its index in asyncOpPool.all
 
-	seq int64 // its place in the engine's order of sends
-	reg int   // its index in asyncOpPool.all
+	_ [16]byte // 256 bytes, a size class whose objects start on a cache line
 }
 
 // DefaultMaxBufferedRecords is how many records an engine's producer
@@ -581,7 +587,7 @@ func (op *sendOp) release() {
 		syncOps.Put(op)
 		return
 	}
-	op.done, op.topic = nil, ""
+	op.done = nil
 	op.eng.asyncOps.put(op)
 }
 
