@@ -62,8 +62,9 @@ type asyncWatches struct {
 // without scanning the registry.
 const watchSlots = 4
 
-// watchIdle is how often the engine's watches are swept.
-const watchIdle = 50 * time.Millisecond
+// watchIdle is how often the engine's watches are swept. A variable only so
+// that a test can shorten it.
+var watchIdle = 50 * time.Millisecond
 
 // ctxWatch is the watch of one Done channel.
 type ctxWatch struct {

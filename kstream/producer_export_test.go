@@ -24,3 +24,12 @@ func SetSendDrainTimeout(d time.Duration) (restore func()) {
 	sendDrainTimeout = d
 	return func() { sendDrainTimeout = old }
 }
+
+// SetWatchIdle sets how often the context watches of SendAsync records are
+// swept, and returns a function that restores it. Tests that change it
+// must not run in parallel.
+func SetWatchIdle(d time.Duration) (restore func()) {
+	old := watchIdle
+	watchIdle = d
+	return func() { watchIdle = old }
+}

@@ -1,0 +1,190 @@
+package kstream_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gokstreams/kstreams/kstream"
+)
+
+// A context that ends while its records wait behind a stall fails exactly
+// those records, at once and in the order they were sent, whether it had
+// few of them (no more than a watch keeps itself) or more (found in the
+// engine's registry among other contexts' records); records of other
+// contexts waiting behind the same stall are left to the broker, and are
+// acknowledged once it answers. (The ended context's records are the last
+// ones sent: franz-go fails the records of a batch by the context of its
+// first record.)
+func TestSendAsyncContextEndFailsOnlyItsRecords(t *testing.T) {
+	for _, ended := range []int{3, 6} {
+		t.Run(strconv.Itoa(ended), func(t *testing.T) { testContextEndFailsOnlyItsRecords(t, ended) })
+	}
+}
+
+func testContextEndFailsOnlyItsRecords(t *testing.T, ended int) {
+	e := newEnv(t, 1, 0)
+	eng := e.engine()
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	stall, held := stallBehindBackground(t, e, eng)
+	var got outcomes
+	sizes := []int{3, 5, ended}
+	var cancels []context.CancelFunc
+	for c, n := range sizes {
+		ctx, cancel := context.WithCancel(e.ctx)
+		cancels = append(cancels, cancel)
+		for j := range n {
+			i := c*100 + j
+			eng.SendAsync(ctx, e.topic, []byte("x"), got.done(i), kstream.WithKey([]byte("k")))
+		}
+	}
+	cancels[2]()
+	eventually(t, deadlineBound, "the records of the ended context to fail", func() bool { return len(got.get()) == ended })
+	for j, o := range got.get() {
+		if o.i != 200+j || !errors.Is(o.err, context.Canceled) {
+			t.Fatalf("done call %d: send %d with %v, want send %d with context.Canceled", j, o.i, o.err, 200+j)
+		}
+	}
+	stall.Heal()
+	if o := waitOutcome(t, held, 20*time.Second, "the held record"); o.err != nil {
+		t.Fatal(o.err)
+	}
+	if err := eng.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := got.get()
+	if len(l) != 3+5+ended {
+		t.Fatalf("done called %d times for %d sends", len(l), 3+5+ended)
+	}
+	for _, o := range l[ended:] {
+		if o.err != nil || o.i >= 200 {
+			t.Fatalf("send %d: %v, want it acknowledged", o.i, o.err)
+		}
+	}
+	cancels[0]()
+	cancels[1]()
+	eventually(t, 5*time.Second, "the context watches to be gone", func() bool { return eng.ContextWatches() == 0 })
+}
+
+// Goroutines sending under one context while the watches are swept every
+// millisecond, so that watches are retired and made again under the sends:
+// every record is acknowledged once. Then, with the broker stalled behind
+// a record whose context cannot end, the watch of records in flight is
+// kept however many sweeps pass, and the context's end fails every one of
+// them.
+func TestSendAsyncWatchesSweptUnderSends(t *testing.T) {
+	defer kstream.SetWatchIdle(time.Millisecond)()
+	const senders, each = 4, 1500
+	e := newEnv(t, 3, 0)
+	eng := e.engine()
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	var got outcomes
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			for j := range each {
+				eng.SendAsync(ctx, e.topic, []byte(strconv.Itoa(j)), got.done(g*each+j))
+				if j%100 == 99 {
+					// Long enough for sweeps to find no record
+					// of the watch in flight, now and then.
+					if err := eng.Flush(e.ctx); err != nil {
+						t.Error(err)
+						return
+					}
+					time.Sleep(3 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := eng.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, got.get(), senders*each, func(o outcome) bool { return o.err == nil })
+
+	stall, held := stallBehindBackground(t, e, eng) // franz-go cannot fail the records behind it
+	ended, end := context.WithCancel(e.ctx)
+	var failed outcomes
+	for g := range senders {
+		wg.Go(func() {
+			for j := range 5 {
+				eng.SendAsync(ended, e.topic, []byte("stalled"), failed.done(g*5+j))
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(20 * time.Millisecond) // about 20 sweeps, with the records in flight
+	if l := failed.get(); len(l) != 0 {
+		t.Fatalf("%d records failed before their context ended: %+v", len(l), l[0])
+	}
+	end()
+	eventually(t, deadlineBound, "every record of the ended context to fail", func() bool { return len(failed.get()) == senders*5 })
+	stall.Heal()
+	if o := waitOutcome(t, held, 20*time.Second, "the held record"); o.err != nil {
+		t.Fatal(o.err)
+	}
+	if err := eng.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, failed.get(), senders*5, func(o outcome) bool { return errors.Is(o.err, context.Canceled) })
+	cancel()
+	eventually(t, 5*time.Second, "the context watches to be gone", func() bool { return eng.ContextWatches() == 0 })
+}
+
+// checkOnce fails t unless list has one outcome for each of sends 0..n-1,
+// each one ok.
+func checkOnce(t *testing.T, list []outcome, n int, ok func(outcome) bool) {
+	t.Helper()
+	if len(list) != n {
+		t.Fatalf("%d done calls for %d sends", len(list), n)
+	}
+	seen := make([]bool, n)
+	for _, o := range list {
+		if seen[o.i] {
+			t.Fatalf("done of send %d called twice", o.i)
+		}
+		seen[o.i] = true
+		if !ok(o) {
+			t.Fatalf("send %d: %+v", o.i, o)
+		}
+	}
+}
+
+// Stop stops the watches of the contexts SendAsync records were sent
+// under, whose contexts have not ended: none is left when Stop returns.
+func TestStopStopsContextWatches(t *testing.T) {
+	defer kstream.SetWatchIdle(time.Hour)() // no sweep stops them first
+	e := newEnv(t, 1, 0)
+	eng := e.engine()
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	var got outcomes
+	for i := range 10 {
+		eng.SendAsync(ctx, e.topic, []byte("x"), got.done(i))
+	}
+	if err := eng.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := eng.ContextWatches(); n != 1 {
+		t.Fatalf("%d context watches before Stop, want 1", n)
+	}
+	if err := eng.Stop(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := eng.ContextWatches(); n != 0 {
+		t.Fatalf("%d context watches after Stop", n)
+	}
+	checkOnce(t, got.get(), 10, func(o outcome) bool { return o.err == nil })
+}
