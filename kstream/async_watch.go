@@ -16,24 +16,25 @@ import (
 // record behind one whose context cannot end would otherwise wait for the
 // brokers however long they take.
 //
-// An engine has a watch per Done channel its SendAsync records are sent
-// under (contexts that end together share one: a handler's context with
-// values added, for instance): a ctxWatch, made for the first record of
-// its channel, which registers one context.AfterFunc. A send attaches its
-// sendOp by storing the watch in sendOp.watch; the watch it used last is
-// kept, so that a loop of sends under one context looks nothing up. The
-// watch does not list its records: when its context ends, it finds them in
-// the engine's registry of sendOps (asyncOpPool.all), or, if it has had no
-// more than watchSlots of them, in its slots. It fails each one that
-// franz-go has not called back for, claiming it with a compare-and-swap on
-// the sendOp's state, as the callback does.
+// An engine has a live watch per Done channel its SendAsync records are
+// sent under (contexts that end together share one: a handler's context
+// with values added, for instance): a ctxWatch, made for the first record
+// of its channel, which registers one context.AfterFunc. A send attaches
+// its sendOp by writing the watch's id into the sendOp's state; the watch
+// a send found last is kept, so that a loop of sends under one context
+// looks nothing up. The watch does not list its records: when its context
+// ends, it finds them among the sendOps of the engine's pool
+// (asyncOpPool.all), or, if it has had no more than watchSlots of them, in
+// its slots. It fails each one that franz-go has not called back for,
+// taking it with a compare-and-swap on the sendOp's state, as the callback
+// does.
 //
 // A send and franz-go's callback for an earlier record run at the same
 // time on different CPUs, and a tight loop of sends is as fast as the
 // sending goroutine: so a send writes nothing that the callback or another
 // send writes (a list of records per watch, or a count of them, cost a
-// tight loop of SendAsync a third of its time), and the callback does what
-// it did without watches, one compare-and-swap on its sendOp.
+// tight loop of SendAsync a third of its time), and the callback does one
+// compare-and-swap on its sendOp.
 //
 // A watch is marked dead before it looks for its records, and a send looks
 // whether its watch is dead after attaching: either the watch finds the
@@ -41,16 +42,22 @@ import (
 // watch (whose AfterFunc, if the context has ended, runs at once).
 //
 // Every watchIdle, while the engine has watches, a sweep finds the watches
-// of the records in flight. A watch found with none is retired by the next
-// sweep (dead: sends make a new one), and stopped (its AfterFunc undone)
-// by the first sweep after that which finds none of its records in flight.
-// Stop stops them all.
+// of the records in flight. A live watch that a sweep finds with none is
+// retired by the next sweep (dead: sends make a new one), and stopped (its
+// AfterFunc undone) by the first sweep after that which finds none of its
+// records in flight. A retired watch may still have records when its
+// context ends, as may the live watch made after it for the same channel:
+// the first of them to run fails the records of both, in the order they
+// were sent. Stop stops them all.
 type asyncWatches struct {
+	byCh sync.Map // Done channel → its live *ctxWatch, for sends
+
 	mu      sync.Mutex
-	live    map[<-chan struct{}]*ctxWatch // by Done channel; none dead
+	live    map[<-chan struct{}]*ctxWatch // as byCh; none dead
 	retired []*ctxWatch                   // dead, perhaps with records in flight
 	idle    []*ctxWatch                   // live ones the last sweep found idle
-	ids     uint32                        // the last watch's id (they wrap at 2^24)
+	exiting []*ctxWatch                   // stopped by a sweep after their AfterFunc began
+	ids     uint64                        // the last watch's id
 	timer   *time.Timer                   // the next sweep; nil while there is no watch
 	pending sync.WaitGroup                // sweeps scheduled or running
 
@@ -59,51 +66,46 @@ type asyncWatches struct {
 
 // watchSlots is how many records a watch keeps itself: a context that ends
 // after a few records (a request's, a per-record timeout) fails them
-// without scanning the registry.
+// without scanning the pool.
 const watchSlots = 4
 
 // watchIdle is how often the engine's watches are swept. A variable only so
 // that a test can shorten it.
 var watchIdle = 50 * time.Millisecond
 
-// ctxWatch is the watch of one Done channel.
+// ctxWatch is a watch of one Done channel.
 type ctxWatch struct {
 	e    *Engine
+	pool *asyncOpPool // the sendOps of the engine's producer when the watch was made
 	ch   <-chan struct{}
 	ctx  context.Context // the context of the first record, whose Err is the channel's
 	stop func() bool     // the AfterFunc's
 
-	id    uint32       // in the states of the sendOps attached to it
+	id    uint64       // in the states of the sendOps attached to it
 	dead  atomic.Bool  // retired or expired: sends attach to another watch
 	sends atomic.Int32 // records attached, counted up to watchSlots+1
-	many  atomic.Bool  // more than watchSlots attached: expire scans the registry
+	many  atomic.Bool  // more than watchSlots attached: the pool is scanned
 	slots [watchSlots]atomic.Pointer[sendOp]
 
-	finished bool // expired or stopped; under asyncWatches.mu
+	finished bool          // expired or stopped; under asyncWatches.mu
+	exited   chan struct{} // closed when its AfterFunc, once begun, has returned
 }
 
 // A sendOp's state, one word so that one compare-and-swap decides who has a
-// watched record's outcome: opAttached and the watch's id while the record
-// is in flight under a watch, opExpired once the watch has taken it, and a
-// generation, moved on when franz-go's callback takes a watched record, so
-// that a watch that read the state of an earlier send cannot take a later
-// one.
+// watched record's outcome: 0 while the sendOp is free or its record is
+// not watched; opAttached and the watch's id while the record is in flight
+// under a watch; opExpired added once the watch has taken it. Ids are not
+// reused, so a state names one watch.
 const (
 	opAttached = 1 << iota
 	opExpired
 
-	opIDShift  = 2
-	opIDBits   = 24
-	opGenShift = opIDShift + opIDBits
-
-	opIDMask = (1<<opIDBits - 1) << opIDShift
+	opIDShift = 2
 )
 
 // attached reports whether state s is that of a record in flight under the
 // watch with id, and not taken by it.
-func attached(s uint64, id uint32) bool {
-	return s&(opAttached|opExpired) == opAttached && uint32(s&opIDMask>>opIDShift) == id
-}
+func attached(s, id uint64) bool { return s == id<<opIDShift|opAttached }
 
 // claim is the callback's: it reports whether the outcome of op's record
 // is the callback's to give, taking it from the record's watch if it has
@@ -113,7 +115,7 @@ func (op *sendOp) claim() bool {
 	if s&opAttached == 0 {
 		return true
 	}
-	return s&opExpired == 0 && op.state.CompareAndSwap(s, (s>>opGenShift+1)<<opGenShift)
+	return s&opExpired == 0 && op.state.CompareAndSwap(s, 0)
 }
 
 // watchOp attaches op, about to be produced under ctx, to the watch of
@@ -125,7 +127,7 @@ func (e *Engine) watchOp(ctx context.Context, op *sendOp) {
 	for {
 		w := ws.last.Load()
 		if w == nil || w.ch != ch || w.dead.Load() {
-			w = ws.find(e, ctx, ch)
+			w = ws.find(e, op.pool, ctx, ch)
 		}
 		if !w.many.Load() {
 			if i := w.sends.Add(1); i <= watchSlots {
@@ -134,19 +136,16 @@ func (e *Engine) watchOp(ctx context.Context, op *sendOp) {
 				w.many.Store(true)
 			}
 		}
-		id := uint64(w.id)<<opIDShift | opAttached
+		to := w.id<<opIDShift | opAttached
 		if s == 0 {
-			// A free sendOp's state is its generation alone: one
-			// atomic operation attaches it, without reading it
-			// first (its cache line comes from the callback's CPU).
-			s = op.state.Or(id) | id
-		} else {
-			to := s&^opIDMask | id
-			if !op.state.CompareAndSwap(s, to) {
-				return // the dead watch has taken it: its context has ended
-			}
-			s = to
+			// A free sendOp's state is 0: one atomic operation
+			// attaches it, without reading it first (its cache
+			// line comes from the callback's CPU).
+			op.state.Or(to)
+		} else if !op.state.CompareAndSwap(s, to) {
+			return // the dead watch has taken it: its context has ended
 		}
+		s = to
 		if !w.dead.Load() {
 			return
 		}
@@ -154,17 +153,28 @@ func (e *Engine) watchOp(ctx context.Context, op *sendOp) {
 }
 
 // find returns the live watch of ch, making it if there is none.
-func (ws *asyncWatches) find(e *Engine, ctx context.Context, ch <-chan struct{}) *ctxWatch {
+func (ws *asyncWatches) find(e *Engine, pool *asyncOpPool, ctx context.Context, ch <-chan struct{}) *ctxWatch {
+	if v, ok := ws.byCh.Load(ch); ok {
+		if w := v.(*ctxWatch); !w.dead.Load() {
+			// Cached only if the one cached is gone: sends under
+			// contexts of their own would otherwise all write it.
+			if l := ws.last.Load(); l == nil || l.dead.Load() {
+				ws.last.Store(w)
+			}
+			return w
+		}
+	}
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w := ws.live[ch]
 	if w == nil {
 		ws.ids++
-		w = &ctxWatch{e: e, ch: ch, ctx: ctx, id: ws.ids & (1<<opIDBits - 1)}
+		w = &ctxWatch{e: e, pool: pool, ch: ch, ctx: ctx, id: ws.ids, exited: make(chan struct{})}
 		if ws.live == nil {
 			ws.live = make(map[<-chan struct{}]*ctxWatch)
 		}
 		ws.live[ch] = w
+		ws.byCh.Store(ch, w)
 		// If ctx has ended, expire runs at once on a goroutine of its
 		// own, and waits for ws.mu.
 		w.stop = context.AfterFunc(ctx, w.expire)
@@ -183,13 +193,16 @@ func (ws *asyncWatches) retireLocked(w *ctxWatch) {
 	w.dead.Store(true)
 	if ws.live[w.ch] == w {
 		delete(ws.live, w.ch)
+		ws.byCh.CompareAndDelete(w.ch, w)
 	}
 	ws.last.CompareAndSwap(w, nil)
 }
 
-// expire runs when w's context ends: it fails every record of w still in
-// flight, in the order they were sent, with the context's error.
+// expire runs when w's context ends: it fails every record still in flight
+// under w, or under another watch of its channel, in the order they were
+// sent, with the context's error.
 func (w *ctxWatch) expire() {
+	defer close(w.exited)
 	e := w.e
 	ws := &e.watches
 	ws.mu.Lock()
@@ -197,11 +210,45 @@ func (w *ctxWatch) expire() {
 		ws.mu.Unlock()
 		return
 	}
-	w.finished = true
-	ws.retireLocked(w)
+	same := []*ctxWatch{w}
+	if l := ws.live[w.ch]; l != nil && l != w {
+		same = append(same, l)
+	}
+	for _, r := range ws.retired {
+		if r.ch == w.ch && r != w && !r.finished {
+			same = append(same, r)
+		}
+	}
+	for _, x := range same {
+		x.finished = true
+		ws.retireLocked(x)
+	}
 	ws.mu.Unlock()
 
 	var ops []*sendOp
+	for _, x := range same {
+		ops = x.take(ops)
+	}
+	slices.SortFunc(ops, func(a, b *sendOp) int { return cmp.Compare(a.seq, b.seq) })
+	cause := w.ctx.Err()
+	for _, op := range ops {
+		done, topic := op.done, op.topic
+		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
+		e.noteSent(topic, 1, err)
+		e.sendFailed(topic, done, err, false)
+		e.inflight.finish() // done has returned
+		op.ch <- nil        // the callback may go on
+	}
+	for _, x := range same[1:] {
+		if !x.stop() {
+			<-x.exited // begun: it finds itself finished
+		}
+	}
+}
+
+// take takes the records of w in flight from franz-go's callback, appending
+// them to ops. w is dead.
+func (w *ctxWatch) take(ops []*sendOp) []*sendOp {
 	claim := func(op *sendOp) {
 		if s := op.state.Load(); attached(s, w.id) && op.state.CompareAndSwap(s, s|opExpired) {
 			ops = append(ops, op)
@@ -214,18 +261,9 @@ func (w *ctxWatch) expire() {
 			}
 		}
 	} else {
-		e.asyncOps.each(claim)
+		w.pool.each(claim)
 	}
-	slices.SortFunc(ops, func(a, b *sendOp) int { return cmp.Compare(a.seq, b.seq) })
-	cause := w.ctx.Err()
-	for _, op := range ops {
-		done, topic := op.done, op.rec.Topic // franz-go does not write Topic
-		err := fmt.Errorf("kstream: send to topic %q: %w", topic, cause)
-		e.noteSent(topic, 1, err)
-		e.sendFailed(topic, done, err, false)
-		e.inflight.finish()          // done has returned
-		op.expiredDone <- struct{}{} // the callback may go on
-	}
+	return ops
 }
 
 // sweepWatches is the sweep of e's watches (see asyncWatches).
@@ -245,16 +283,25 @@ func (e *Engine) sweepWatches() {
 	}
 	clear(ws.idle)
 	ws.idle = ws.idle[:0]
+	pools := make(map[*asyncOpPool]bool)
+	for _, w := range ws.live {
+		pools[w.pool] = true
+	}
+	for _, w := range ws.retired {
+		pools[w.pool] = true
+	}
 	ws.mu.Unlock()
 
 	// After the retired watches were marked dead: a record attached to
 	// one of them since is either seen here or moved by its send.
-	inFlight := make(map[uint32]bool)
-	e.asyncOps.each(func(op *sendOp) {
-		if s := op.state.Load(); s&(opAttached|opExpired) == opAttached {
-			inFlight[uint32(s&opIDMask>>opIDShift)] = true
-		}
-	})
+	inFlight := make(map[uint64]bool)
+	for p := range pools {
+		p.each(func(op *sendOp) {
+			if s := op.state.Load(); s&(opAttached|opExpired) == opAttached {
+				inFlight[s>>opIDShift] = true
+			}
+		})
+	}
 
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
@@ -269,9 +316,21 @@ func (e *Engine) sweepWatches() {
 			retired = append(retired, w)
 		default:
 			w.finished = true
-			w.stop() // if expire has begun all the same, it finds w finished
+			if !w.stop() { // expire has begun all the same: it finds w finished
+				ws.exiting = append(ws.exiting, w)
+			}
 		}
 	}
+	exiting := ws.exiting[:0]
+	for _, w := range ws.exiting {
+		select {
+		case <-w.exited:
+		default:
+			exiting = append(exiting, w)
+		}
+	}
+	clear(ws.exiting[len(exiting):])
+	ws.exiting = exiting
 	clear(ws.retired[len(retired):])
 	ws.retired = retired
 	for _, w := range ws.live {
@@ -287,23 +346,31 @@ func (e *Engine) sweepWatches() {
 	ws.timer.Reset(watchIdle)
 }
 
-// stopWatches stops every watch of e and the sweeps, and waits for a sweep
-// that is running. Stop calls it once no record is in flight.
+// stopWatches stops every watch of e and the sweeps, and waits for a sweep,
+// and the AfterFunc of a watch, that has begun. Stop calls it once no
+// record is in flight.
 func (e *Engine) stopWatches() {
 	ws := &e.watches
 	ws.mu.Lock()
-	for _, w := range ws.live {
+	var begun []*ctxWatch
+	stop := func(w *ctxWatch) {
 		w.dead.Store(true)
 		w.finished = true
-		w.stop()
+		if !w.stop() {
+			begun = append(begun, w)
+		}
+	}
+	for _, w := range ws.live {
+		stop(w)
 	}
 	for _, w := range ws.retired {
 		if !w.finished {
-			w.finished = true
-			w.stop()
+			stop(w)
 		}
 	}
-	ws.live, ws.retired, ws.idle = nil, nil, nil
+	begun = append(begun, ws.exiting...)
+	ws.byCh.Clear()
+	ws.live, ws.retired, ws.idle, ws.exiting = nil, nil, nil, nil
 	ws.last.Store(nil)
 	if ws.timer != nil && ws.timer.Stop() {
 		ws.pending.Done() // it will not run
@@ -311,4 +378,7 @@ func (e *Engine) stopWatches() {
 	ws.timer = nil
 	ws.mu.Unlock()
 	ws.pending.Wait()
+	for _, w := range begun {
+		<-w.exited
+	}
 }

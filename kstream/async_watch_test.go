@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gokstreams/kstreams/kstream"
 )
@@ -78,7 +82,7 @@ func testContextEndFailsOnlyItsRecords(t *testing.T, ended int) {
 // kept however many sweeps pass, and the context's end fails every one of
 // them.
 func TestSendAsyncWatchesSweptUnderSends(t *testing.T) {
-	defer kstream.SetWatchIdle(time.Millisecond)()
+	t.Cleanup(kstream.SetWatchIdle(time.Millisecond)) // restored after the engine stops
 	const senders, each = 4, 1500
 	e := newEnv(t, 3, 0)
 	eng := e.engine()
@@ -162,7 +166,7 @@ func checkOnce(t *testing.T, list []outcome, n int, ok func(outcome) bool) {
 // Stop stops the watches of the contexts SendAsync records were sent
 // under, whose contexts have not ended: none is left when Stop returns.
 func TestStopStopsContextWatches(t *testing.T) {
-	defer kstream.SetWatchIdle(time.Hour)() // no sweep stops them first
+	t.Cleanup(kstream.SetWatchIdle(time.Hour)) // no sweep stops them first
 	e := newEnv(t, 1, 0)
 	eng := e.engine()
 	if err := eng.Start(e.ctx); err != nil {
@@ -187,4 +191,120 @@ func TestStopStopsContextWatches(t *testing.T) {
 		t.Fatalf("%d context watches after Stop", n)
 	}
 	checkOnce(t, got.get(), 10, func(o outcome) bool { return o.err == nil })
+}
+
+// A watch retired by the sweeps while its records wait behind a stall,
+// and the watch made after it for the same context: the context's end
+// fails the records of both, one at a time and in the order they were
+// sent.
+func TestSendAsyncContextEndAcrossRetiredWatch(t *testing.T) {
+	t.Cleanup(kstream.SetWatchIdle(time.Hour)) // swept only by SweepWatchesNow
+	e := newEnv(t, 1, 0)
+	eng := e.engine()
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	if _, err := eng.Send(e.ctx, e.topic, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	eng.SendAsync(ctx, e.topic, []byte("makes the watch"), nil)
+	if err := eng.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !eng.SweepWatchesNow() { // finds the watch idle
+		t.Fatal("no sweep scheduled")
+	}
+	stall, held := stallBehindBackground(t, e, eng)
+	var got outcomes
+	var running atomic.Int32
+	var overlapped atomic.Bool
+	slow := func(i int) func(kstream.RecordMetadata, error) {
+		d := got.done(i)
+		return func(md kstream.RecordMetadata, err error) {
+			if running.Add(1) > 1 {
+				overlapped.Store(true)
+			}
+			defer running.Add(-1)
+			time.Sleep(5 * time.Millisecond)
+			d(md, err)
+		}
+	}
+	for i := range 3 {
+		eng.SendAsync(ctx, e.topic, []byte("x"), slow(i))
+	}
+	if !eng.SweepWatchesNow() { // retires the watch, its records in flight
+		t.Fatal("no sweep scheduled")
+	}
+	for i := 3; i < 6; i++ {
+		eng.SendAsync(ctx, e.topic, []byte("x"), slow(i)) // a new watch
+	}
+	cancel()
+	eventually(t, deadlineBound, "the six records to fail", func() bool { return len(got.get()) == 6 })
+	for j, o := range got.get() {
+		if o.i != j || !errors.Is(o.err, context.Canceled) {
+			t.Fatalf("done call %d: send %d with %v, want send %d with context.Canceled", j, o.i, o.err, j)
+		}
+	}
+	if overlapped.Load() {
+		t.Fatal("done functions of the context's records ran at the same time")
+	}
+	stall.Heal()
+	if o := waitOutcome(t, held, 20*time.Second, "the held record"); o.err != nil {
+		t.Fatal(o.err)
+	}
+}
+
+// A producer that rewrites the records' topic (kgo.DefaultProduceTopicAlways)
+// while their context's watch fails them: the watch reads nothing franz-go
+// writes (the race detector checks it), and the errors name the topic the
+// records were sent to.
+func TestSendAsyncExpiredUnderProducerThatRewritesTopic(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	eng := e.engine(kstream.ClientOptions(kgo.DefaultProduceTopic(e.topic), kgo.DefaultProduceTopicAlways()))
+	if err := eng.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(e.ctx)
+	cancel()
+	var got outcomes
+	const n = 50
+	for i := range n {
+		eng.SendAsync(ended, "named", []byte("x"), got.done(i))
+	}
+	if err := eng.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, got.get(), n, func(o outcome) bool {
+		return errors.Is(o.err, context.Canceled) && strings.Contains(o.err.Error(), `"named"`)
+	})
+}
+
+// An OnStartup hook that sends, then fails: Start closes the producer it
+// made, and before Start returns, the records the hook sent have had their
+// done called and their context's watch is gone.
+func TestFailedStartFinishesTheHooksSends(t *testing.T) {
+	t.Cleanup(kstream.SetWatchIdle(time.Hour)) // no sweep stops the watch first
+	e := newEnv(t, 1, 0)
+	eng := e.engine()
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	var got outcomes
+	errHook := errors.New("hook failed")
+	eng.OnStartup(func(context.Context) error {
+		for i := range 5 {
+			eng.SendAsync(ctx, e.topic, []byte("x"), got.done(i))
+		}
+		return errHook
+	})
+	if err := eng.Start(e.ctx); !errors.Is(err, errHook) {
+		t.Fatalf("Start: %v, want the hook's error", err)
+	}
+	if l := got.get(); len(l) != 5 {
+		t.Fatalf("%d done functions called when Start returned, want 5", len(l))
+	}
+	if n := eng.ContextWatches(); n != 0 {
+		t.Fatalf("%d context watches after the failed Start", n)
+	}
 }

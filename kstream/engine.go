@@ -78,11 +78,11 @@ type Engine struct {
 
 	finishedCh chan struct{} // closed when every stream has finished or stopped (noteFinished)
 
-	sendsClosed bool         // Stop is closing the producer: sends fail at once
-	gone        goneTopics   // topics the producer must look up again
-	inflight    sendCount    // sends in progress, SendAsync records whose done has not returned
-	asyncOps    asyncOpPool  // SendAsync's sendOps
-	watches     asyncWatches // the contexts of SendAsync records
+	sendsClosed bool                        // Stop is closing the producer: sends fail at once
+	gone        goneTopics                  // topics the producer must look up again
+	inflight    sendCount                   // sends in progress, SendAsync records whose done has not returned
+	asyncOps    atomic.Pointer[asyncOpPool] // SendAsync's sendOps, a pool per producer
+	watches     asyncWatches                // the contexts of SendAsync records
 	// sendable is the producer while sends may use it (activeProducer),
 	// else nil; set under mu whenever state, producer or sendsClosed
 	// change (setSendableLocked).
@@ -321,6 +321,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		producer.Close()
 		return fail(fmt.Errorf("kstream: engine %q: no broker of %v answered: %w", e.name, brokers, explainConnErr(err, e.cfg.usesTLS(inherited{}), e.cfg.usesSASL(inherited{}))))
 	}
+	e.asyncOps.Store(new(asyncOpPool)) // the late promises of an earlier producer keep theirs
 	e.mu.Lock()
 	e.producer, e.sendsClosed = producer, false
 	e.setSendableLocked()
@@ -332,7 +333,17 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Unlock()
 
 	if err := e.runHooks(ctx, hookOnStartup, true); err != nil {
+		// The hooks may have sent: their records fail with the
+		// producer's close, as at Stop.
+		e.mu.Lock()
+		e.sendsClosed = true
+		e.setSendableLocked()
+		e.mu.Unlock()
 		producer.Close()
+		if !e.inflight.wait(sendDrainTimeout) {
+			e.log.Error("sends or SendAsync done functions still running after the producer closed", "waited", sendDrainTimeout)
+		}
+		e.stopWatches()
 		return fail(err)
 	}
 

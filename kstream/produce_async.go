@@ -27,7 +27,8 @@ import (
 //
 // ErrEngineNotStarted is given to done on the calling goroutine, before
 // SendAsync returns. ctx's end is given as soon as ctx ends, on a goroutine
-// of its own (the one context.AfterFunc starts), even when the record waits
+// that context.AfterFunc starts (one for all the records of ctx's Done
+// channel, in the order they were sent), even when the record waits
 // behind records whose contexts cannot end (franz-go fails a batch of
 // records by the context of its first record only). Every other outcome is
 // given on a goroutine of franz-go's that calls back for all records of the
@@ -77,14 +78,17 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 		e.sendFailed(topic, done, fmt.Errorf("kstream: send to topic %q: %w", topic, err), false)
 		return
 	}
-	op := e.asyncOps.get(e)
+	op := e.asyncOps.Load().get(e)
 	op.prepare(ctx, topic, key, value, opts)
 	e.cfg.tracing.injectTrace(ctx, &op.rec)
 	op.done, op.gen, op.seq = done, gen, seq
+	if op.topic != topic {
+		op.topic = topic
+	}
 	if ctx.Done() != nil {
 		e.watchOp(ctx, op) // async_watch.go
 	}
-	producer.Produce(ctx, &op.rec, op.finish)
+	producer.Produce(ctx, &op.rec, op.promise)
 }
 
 // finishAsync is a SendAsync record's promise.
@@ -96,11 +100,12 @@ func (op *sendOp) finishAsync(r *kgo.Record, err error) {
 		// has returned (done functions are quick; see SendAsync). The
 		// watch has counted the record finished: op is left to the
 		// collector (asyncOpPool).
-		<-op.expiredDone
-		op.eng.asyncOps.forget(op)
+		<-op.ch
+		op.rec, op.done = kgo.Record{}, nil // nothing of the caller's is kept
+		op.pool.forget(op)
 		return
 	}
-	e, done, topic, gen := op.eng, op.done, r.Topic, op.gen
+	e, done, topic, gen := op.eng, op.done, op.topic, op.gen
 	defer e.inflight.finish()
 	var md RecordMetadata
 	if err == nil {

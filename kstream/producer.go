@@ -125,12 +125,12 @@ func (e *Engine) send(ctx context.Context, topic string, key, value []byte, opts
 	// is not the first of its batch (franz-go fails a batch by the context
 	// of its first record only). The producer does not linger (see
 	// Engine.Start), so nothing waits for more records to batch.
-	producer.Produce(ctx, &op.rec, op.signal)
+	producer.Produce(ctx, &op.rec, op.promise)
 	select {
-	case err = <-op.acked:
+	case err = <-op.ch:
 	case <-ctx.Done():
 		select {
-		case err = <-op.acked: // both were ready
+		case err = <-op.ch: // both were ready
 		default:
 			// franz-go still has the record and calls back later: op
 			// is left to it, and to the garbage collector after that.
@@ -503,42 +503,39 @@ func orBackground(ctx context.Context) context.Context {
 // sendOp is free again once the promise has run (SendAsync) or signalled
 // (Send). A Send that returns at its context's end, before the promise,
 // leaves its sendOp to franz-go for good. A SendAsync record whose context
-// ends first is failed by its ctxWatch, and its sendOp is free once the
-// callback has run after that. (The record's Context, which
-// franz-go may still read after the promise, is the caller's, or a sendCtx
-// of ToPartition's own: never part of the sendOp.)
+// ends first is failed by its context's watch, and its sendOp is left to
+// the collector once the callback has run after that. (The record's
+// Context, which franz-go may still read after the promise, is the
+// caller's, or a sendCtx of ToPartition's own: never part of the sendOp.)
 type sendOp struct {
 	rec kgo.Record
 
-	// SendAsync with a context that can end: state holds the watch the
-	// record is attached to, set before the record is produced, and says
-	// who has the record's outcome (see async_watch.go). An expired sendOp
-	// is the watch's until it signals expiredDone, which the callback
-	// waits for.
+	// What a send writes per record comes right after rec, on the cache
+	// line of the record's Offset, which franz-go writes just before the
+	// callback takes the record with a compare-and-swap on state: a
+	// SendAsync writes three cache lines of its sendOp (rec's), which come
+	// from the callback's CPU, and the callback reads no other line that
+	// the send wrote.
 	//
-	// state and what a send writes per record come right after rec, on
-	// the cache line of the record's Offset, which franz-go writes just
-	// before the callback takes the record with a compare-and-swap on
-	// state: a send writes three cache lines of its sendOp (rec's), which
-	// come from the callback's CPU, and the callback reads no other line
-	// that the send wrote.
+	// state says, for a SendAsync record whose context can end, which
+	// watch it is attached to and who has its outcome (async_watch.go).
 	state atomic.Uint64
 	done  func(RecordMetadata, error) // SendAsync's
 	gen   uint64                      // e.gone's generation when the send began
 	seq   int64                       // its place in the engine's order of sends
 
-	expiredDone chan struct{}
+	// promise is bound once: a method value made per send would be an
+	// allocation. Send's signals the outcome on ch; SendAsync's calls done
+	// (finishAsync), or, when the record's watch has taken it, waits on ch
+	// until the watch has called done.
+	promise func(*kgo.Record, error)
+	ch      chan error
+	eng     *Engine      // SendAsync's
+	pool    *asyncOpPool // SendAsync's, which it goes back to
+	reg     int          // its index in pool.all
+	topic   string       // SendAsync's, written when it changes: the callback reads it
 
-	// Send: signal is the promise, which sends the outcome on acked.
-	acked  chan error
-	signal func(*kgo.Record, error)
-
-	// SendAsync: finish is the promise, which calls done.
-	eng    *Engine
-	finish func(*kgo.Record, error)
-	reg    int // its index in asyncOpPool.all
-
-	_ [16]byte // 256 bytes, a size class whose objects start on a cache line
+	_ [8]byte // 256 bytes, a size class whose objects start on a cache line
 }
 
 // DefaultMaxBufferedRecords is how many records an engine's producer
@@ -546,28 +543,18 @@ type sendOp struct {
 // engine's ClientOptions override it again): SendAsync blocks while it
 // holds that many unacknowledged records. It bounds the producer's memory
 // (10 000 records of 10 KiB are 100 MB) and keeps SendAsync allocation-free
-// (its free list holds as many sendOps).
+// (its pool keeps as many sendOps).
 const DefaultMaxBufferedRecords = 10_000
 
-// The promises are bound once per sendOp: a method value made per send
-// would be an allocation.
-//
 // Send's sendOps are in a sync.Pool: a Send holds one for a round trip, so
-// few are in use at once. SendAsync's are in a free list that garbage
-// collections do not empty: the producer holds up to MaxBufferedRecords
-// records (DefaultMaxBufferedRecords unless ClientOptions says otherwise),
-// and a sync.Pool, emptied by every other collection, made SendAsync
-// allocate its working set again and again (2.5 allocations per record
-// more than franz-go at 1 KiB in benchcompare). With franz-go's own default
-// of 50 000 buffered records, 40 000 of every 50 000 sendOps were allocated
-// anew (1 allocation per record more than franz-go, and a channel each).
+// few are in use at once. SendAsync's are in the engine's asyncOpPool.
 var syncOps = sync.Pool{New: func() any {
-	op := &sendOp{acked: make(chan error, 1)}
-	op.signal = op.signalAcked
+	op := &sendOp{ch: make(chan error, 1)}
+	op.promise = op.signalAcked
 	return op
 }}
 
-func (op *sendOp) signalAcked(_ *kgo.Record, err error) { op.acked <- err }
+func (op *sendOp) signalAcked(_ *kgo.Record, err error) { op.ch <- err }
 
 // prepare readies op's record: topic, key and value, then the options
 // applied in order. A record with a partition of its own gets a sendCtx
@@ -583,12 +570,12 @@ func (op *sendOp) prepare(ctx context.Context, topic string, key, value []byte, 
 // free for the next send.
 func (op *sendOp) release() {
 	op.rec = kgo.Record{}
-	if op.finish == nil {
+	if op.pool == nil {
 		syncOps.Put(op)
 		return
 	}
 	op.done = nil
-	op.eng.asyncOps.put(op)
+	op.pool.put(op)
 }
 
 // applySendOptions applies opts to r, for sends (sendOp.prepare) and Emit, and

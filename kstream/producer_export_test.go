@@ -33,3 +33,17 @@ func SetWatchIdle(d time.Duration) (restore func()) {
 	watchIdle = d
 	return func() { watchIdle = old }
 }
+
+// SweepWatchesNow runs the sweep of e's context watches at once, in place of
+// the one scheduled, and reports whether there was one scheduled.
+func (e *Engine) SweepWatchesNow() bool {
+	ws := &e.watches
+	ws.mu.Lock()
+	if ws.timer == nil || !ws.timer.Stop() {
+		ws.mu.Unlock()
+		return false
+	}
+	ws.mu.Unlock()
+	e.sweepWatches() // counted in ws.pending by the timer it replaces
+	return true
+}
