@@ -50,16 +50,14 @@ import (
 // the first of them to run fails the records of both, in the order they
 // were sent. Stop stops them all.
 type asyncWatches struct {
-	byCh sync.Map // Done channel → its live *ctxWatch, for sends
-
 	mu      sync.Mutex
-	live    map[<-chan struct{}]*ctxWatch // as byCh; none dead
-	retired []*ctxWatch                   // dead, perhaps with records in flight
-	idle    []*ctxWatch                   // live ones the last sweep found idle
-	exiting []*ctxWatch                   // stopped by a sweep after their AfterFunc began
-	ids     uint64                        // the last watch's id
-	timer   *time.Timer                   // the next sweep; nil while there is no watch
-	pending sync.WaitGroup                // sweeps scheduled or running
+	live    sync.Map       // Done channel → its *ctxWatch, none dead; written under mu, read by sends without it
+	retired []*ctxWatch    // dead, perhaps with records in flight
+	idle    []*ctxWatch    // live ones the last sweep found idle
+	exiting []*ctxWatch    // stopped by a sweep after their AfterFunc began
+	ids     uint64         // the last watch's id
+	timer   *time.Timer    // the next sweep; nil while there is no watch
+	pending sync.WaitGroup // sweeps scheduled or running
 
 	last atomic.Pointer[ctxWatch] // the watch a send found last
 }
@@ -154,7 +152,7 @@ func (e *Engine) watchOp(ctx context.Context, op *sendOp) {
 
 // find returns the live watch of ch, making it if there is none.
 func (ws *asyncWatches) find(e *Engine, pool *asyncOpPool, ctx context.Context, ch <-chan struct{}) *ctxWatch {
-	if v, ok := ws.byCh.Load(ch); ok {
+	if v, ok := ws.live.Load(ch); ok {
 		if w := v.(*ctxWatch); !w.dead.Load() {
 			// Cached only if the one cached is gone: sends under
 			// contexts of their own would otherwise all write it.
@@ -166,35 +164,38 @@ func (ws *asyncWatches) find(e *Engine, pool *asyncOpPool, ctx context.Context, 
 	}
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	w := ws.live[ch]
-	if w == nil {
-		ws.ids++
-		w = &ctxWatch{e: e, pool: pool, ch: ch, ctx: ctx, id: ws.ids, exited: make(chan struct{})}
-		if ws.live == nil {
-			ws.live = make(map[<-chan struct{}]*ctxWatch)
-		}
-		ws.live[ch] = w
-		ws.byCh.Store(ch, w)
-		// If ctx has ended, expire runs at once on a goroutine of its
-		// own, and waits for ws.mu.
-		w.stop = context.AfterFunc(ctx, w.expire)
-		if ws.timer == nil {
-			ws.pending.Add(1)
-			ws.timer = time.AfterFunc(watchIdle, e.sweepWatches)
-		}
+	if v, ok := ws.live.Load(ch); ok { // made meanwhile
+		w := v.(*ctxWatch)
+		ws.last.Store(w)
+		return w
+	}
+	ws.ids++
+	w := &ctxWatch{e: e, pool: pool, ch: ch, ctx: ctx, id: ws.ids, exited: make(chan struct{})}
+	ws.live.Store(ch, w)
+	// If ctx has ended, expire runs at once on a goroutine of its own, and
+	// waits for ws.mu.
+	w.stop = context.AfterFunc(ctx, w.expire)
+	if ws.timer == nil {
+		ws.pending.Add(1)
+		ws.timer = time.AfterFunc(watchIdle, e.sweepWatches)
 	}
 	ws.last.Store(w)
 	return w
+}
+
+// eachLive calls f with every live watch. ws.mu is held.
+func (ws *asyncWatches) eachLive(f func(*ctxWatch)) {
+	ws.live.Range(func(_, v any) bool {
+		f(v.(*ctxWatch))
+		return true
+	})
 }
 
 // retireLocked marks w dead, so that sends make another watch for its
 // channel. ws.mu is held.
 func (ws *asyncWatches) retireLocked(w *ctxWatch) {
 	w.dead.Store(true)
-	if ws.live[w.ch] == w {
-		delete(ws.live, w.ch)
-		ws.byCh.CompareAndDelete(w.ch, w)
-	}
+	ws.live.CompareAndDelete(w.ch, w)
 	ws.last.CompareAndSwap(w, nil)
 }
 
@@ -211,8 +212,8 @@ func (w *ctxWatch) expire() {
 		return
 	}
 	same := []*ctxWatch{w}
-	if l := ws.live[w.ch]; l != nil && l != w {
-		same = append(same, l)
+	if v, ok := ws.live.Load(w.ch); ok && v.(*ctxWatch) != w {
+		same = append(same, v.(*ctxWatch))
 	}
 	for _, r := range ws.retired {
 		if r.ch == w.ch && r != w && !r.finished {
@@ -284,9 +285,7 @@ func (e *Engine) sweepWatches() {
 	clear(ws.idle)
 	ws.idle = ws.idle[:0]
 	pools := make(map[*asyncOpPool]bool)
-	for _, w := range ws.live {
-		pools[w.pool] = true
-	}
+	ws.eachLive(func(w *ctxWatch) { pools[w.pool] = true })
 	for _, w := range ws.retired {
 		pools[w.pool] = true
 	}
@@ -333,12 +332,14 @@ func (e *Engine) sweepWatches() {
 	ws.exiting = exiting
 	clear(ws.retired[len(retired):])
 	ws.retired = retired
-	for _, w := range ws.live {
+	live := false
+	ws.eachLive(func(w *ctxWatch) {
+		live = true
 		if !inFlight[w.id] {
 			ws.idle = append(ws.idle, w)
 		}
-	}
-	if len(ws.live) == 0 && len(ws.retired) == 0 {
+	})
+	if !live && len(ws.retired) == 0 {
 		ws.timer = nil
 		return
 	}
@@ -360,17 +361,15 @@ func (e *Engine) stopWatches() {
 			begun = append(begun, w)
 		}
 	}
-	for _, w := range ws.live {
-		stop(w)
-	}
+	ws.eachLive(stop)
 	for _, w := range ws.retired {
 		if !w.finished {
 			stop(w)
 		}
 	}
 	begun = append(begun, ws.exiting...)
-	ws.byCh.Clear()
-	ws.live, ws.retired, ws.idle, ws.exiting = nil, nil, nil, nil
+	ws.live.Clear()
+	ws.retired, ws.idle, ws.exiting = nil, nil, nil
 	ws.last.Store(nil)
 	if ws.timer != nil && ws.timer.Stop() {
 		ws.pending.Done() // it will not run

@@ -334,16 +334,10 @@ func (e *Engine) Start(ctx context.Context) error {
 
 	if err := e.runHooks(ctx, hookOnStartup, true); err != nil {
 		// The hooks may have sent: their records fail with the
-		// producer's close, as at Stop.
-		e.mu.Lock()
-		e.sendsClosed = true
-		e.setSendableLocked()
-		e.mu.Unlock()
-		producer.Close()
-		if !e.inflight.wait(sendDrainTimeout) {
-			e.log.Error("sends or SendAsync done functions still running after the producer closed", "waited", sendDrainTimeout)
-		}
-		e.stopWatches()
+		// producer's close, as at Stop (a drain that times out is
+		// logged; the hook's error is Start's).
+		e.closeSends()
+		_ = e.closeProducer(producer)
 		return fail(err)
 	}
 
@@ -357,6 +351,31 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Unlock()
 	e.log.Info("engine started")
 	return e.runHooks(ctx, hookAfterStartup, false)
+}
+
+// closeSends makes every send from here on fail at once, so that the
+// producer can be flushed and closed under no new record.
+func (e *Engine) closeSends() {
+	e.mu.Lock()
+	e.sendsClosed = true
+	e.setSendableLocked()
+	e.mu.Unlock()
+}
+
+// closeProducer closes producer, which fails what it still buffers, and
+// waits for the sends in progress and the done functions of SendAsync
+// records (franz-go calls the failed records' promises on a goroutine of
+// its own), so that every send has returned, and every done function too,
+// when it does; then it stops the context watches. It reports a wait that
+// timed out, which it logs.
+func (e *Engine) closeProducer(producer *kgo.Client) error {
+	producer.Close()
+	defer e.stopWatches()
+	if !e.inflight.wait(sendDrainTimeout) {
+		e.log.Error("sends or SendAsync done functions still running after the producer closed", "waited", sendDrainTimeout)
+		return fmt.Errorf("kstream: engine %q: sends or SendAsync done functions still running %v after the producer closed", e.name, sendDrainTimeout)
+	}
+	return nil
 }
 
 // Stop stops the engine gracefully; see Engine for the steps. Without a
@@ -426,12 +445,8 @@ func (e *Engine) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, e.stopRunners(ctx, ts, fromCtx, goroutine)...)
-	// The streams have stopped: from here on sends fail at once, so that
-	// the producer can be flushed and closed under no new record.
-	e.mu.Lock()
-	e.sendsClosed = true
-	e.setSendableLocked()
-	e.mu.Unlock()
+	// The streams have stopped.
+	e.closeSends()
 	// Flush only what is buffered: with nothing to flush, an expired
 	// deadline is no error.
 	if producer.BufferedProduceRecords() > 0 {
@@ -439,16 +454,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("kstream: engine %q: flush producer: %w", e.name, err))
 		}
 	}
-	producer.Close()
-	// Closing fails what was still buffered; franz-go calls those records'
-	// promises on a goroutine of its own, which Stop waits for, so that
-	// every send has returned, and every done function too, when Stop does.
-	if !e.inflight.wait(sendDrainTimeout) {
-		e.log.Error("sends or SendAsync done functions still running after the producer closed", "waited", sendDrainTimeout)
-		errs = append(errs, fmt.Errorf("kstream: engine %q: sends or SendAsync done functions still running %v after the producer closed", e.name, sendDrainTimeout))
+	if err := e.closeProducer(producer); err != nil {
+		errs = append(errs, err)
 	}
-
-	e.stopWatches()
 	unregisterEngine(e)
 	forgetStreams(ts)
 	releaseHandlerCtx(ts)

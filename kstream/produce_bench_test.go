@@ -215,46 +215,39 @@ func BenchmarkSendAsync(b *testing.B) {
 		franz(b, kgo.ProducerLinger(0), kgo.MaxBufferedRecords(kstream.DefaultMaxBufferedRecords),
 			kgo.RecordPartitioner(kgo.UniformBytesPartitioner(64<<10, true, true, nil)))
 	})
+	done := func(_ kstream.RecordMetadata, err error) {
+		if err != nil {
+			failed.Add(1)
+		}
+	}
+	// kstream runs send once per record, then flushes eng.
+	kstreamRun := func(b *testing.B, eng *kstream.Engine, send func()) {
+		b.ReportAllocs()
+		var ms0 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		for b.Loop() {
+			send()
+		}
+		if err := eng.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		allocsPerRecord(b, &ms0)
+	}
 	b.Run("engine", func(b *testing.B) {
 		eng := sendBenchEngine(b, brokers)
 		if _, err := eng.Send(ctx, topic, value); err != nil {
 			b.Fatal(err)
 		}
-		done := func(_ kstream.RecordMetadata, err error) {
-			if err != nil {
-				failed.Add(1)
-			}
-		}
-		b.ReportAllocs()
-		var ms0 runtime.MemStats
-		runtime.ReadMemStats(&ms0)
-		for b.Loop() {
-			eng.SendAsync(ctx, topic, value, done)
-		}
-		if err := eng.Flush(ctx); err != nil {
-			b.Fatal(err)
-		}
-		allocsPerRecord(b, &ms0)
+		kstreamRun(b, eng, func() { eng.SendAsync(ctx, topic, value, done) })
 	})
 	// engine-bg: under a context that cannot end, a record is not
 	// attached to a context watch.
 	b.Run("engine-bg", func(b *testing.B) {
 		eng := sendBenchEngine(b, brokers)
-		done := func(_ kstream.RecordMetadata, err error) {
-			if err != nil {
-				failed.Add(1)
-			}
-		}
-		b.ReportAllocs()
-		var ms0 runtime.MemStats
-		runtime.ReadMemStats(&ms0)
-		for b.Loop() {
-			eng.SendAsync(context.Background(), topic, value, done)
-		}
-		if err := eng.Flush(ctx); err != nil {
+		if _, err := eng.Send(ctx, topic, value); err != nil {
 			b.Fatal(err)
 		}
-		allocsPerRecord(b, &ms0)
+		kstreamRun(b, eng, func() { eng.SendAsync(context.Background(), topic, value, done) })
 	})
 	b.Run("producer", func(b *testing.B) {
 		eng := sendBenchEngine(b, brokers)
@@ -262,21 +255,7 @@ func BenchmarkSendAsync(b *testing.B) {
 		if _, err := p.Send(ctx, nil, value); err != nil {
 			b.Fatal(err)
 		}
-		done := func(_ kstream.RecordMetadata, err error) {
-			if err != nil {
-				failed.Add(1)
-			}
-		}
-		b.ReportAllocs()
-		var ms0 runtime.MemStats
-		runtime.ReadMemStats(&ms0)
-		for b.Loop() {
-			p.SendAsync(ctx, nil, value, done)
-		}
-		if err := eng.Flush(ctx); err != nil {
-			b.Fatal(err)
-		}
-		allocsPerRecord(b, &ms0)
+		kstreamRun(b, eng, func() { p.SendAsync(ctx, nil, value, done) })
 	})
 	if n := failed.Load(); n > 0 {
 		b.Fatalf("%d sends failed", n)

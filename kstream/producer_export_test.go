@@ -7,7 +7,8 @@ import "time"
 func (e *Engine) ContextWatches() int {
 	e.watches.mu.Lock()
 	defer e.watches.mu.Unlock()
-	n := len(e.watches.live)
+	n := 0
+	e.watches.eachLive(func(*ctxWatch) { n++ })
 	for _, w := range e.watches.retired {
 		if !w.finished {
 			n++
