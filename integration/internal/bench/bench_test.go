@@ -113,3 +113,30 @@ func TestSelection(t *testing.T) {
 		t.Error("-only nope: no error")
 	}
 }
+
+// TestMedianCI checks the interval's order statistics against the binomial
+// tails worked out by hand: P(B ≤ 3) = 0.018 and P(B ≤ 4) = 0.059 for 15
+// rounds, P(B ≤ 5) = 0.021 and P(B ≤ 6) = 0.058 for 20, 1/64 for 6 and
+// 1/32 for 5 (too few).
+func TestMedianCI(t *testing.T) {
+	for _, tc := range []struct {
+		n      int
+		lo, hi float64
+		ok     bool
+	}{
+		{15, 4, 12, true},
+		{20, 6, 15, true},
+		{6, 1, 6, true},
+		{5, 0, 0, false},
+		{0, 0, 0, false},
+	} {
+		xs := make([]float64, tc.n)
+		for i := range xs {
+			xs[i] = float64(tc.n - i) // 1..n, reversed: medianCI sorts
+		}
+		lo, hi, ok := medianCI(xs)
+		if lo != tc.lo || hi != tc.hi || ok != tc.ok {
+			t.Errorf("n=%d: got %v–%v ok=%v, want %v–%v ok=%v", tc.n, lo, hi, ok, tc.lo, tc.hi, tc.ok)
+		}
+	}
+}

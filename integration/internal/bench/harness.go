@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -616,6 +617,47 @@ func describe(r Result, n, size int) string {
 	return fmt.Sprintf("%9.0f rec/s %7.2f MB/s  wall %6.3fs  cpu %6.3fs  broker cpu %6.3fs  %5.2f allocs/rec  rss %5.1f MiB  (child %.1fs)",
 		float64(n)/secs, float64(n)*float64(size)/secs/1e6, secs, float64(r.CPUNS)/1e9,
 		float64(r.BrokerCPUNS)/1e9, float64(r.Mallocs)/float64(n), float64(r.MaxRSSKB)/1024, float64(r.ChildNS)/1e9)
+}
+
+// medianCI returns a distribution-free 95% confidence interval of the
+// median of the population xs was drawn from: the order statistics s[l]
+// and s[n-1-l] of the sorted values, with l the largest index for which
+// the interval covers the median with probability at least 0.95 (the count
+// of values below the median is binomial, n and 1/2). ok is false when n is
+// under 6, too few for any such interval. The rounds of a run scatter by
+// 10-25%: a median of 15 rounds moves by a few percent from run to run, and
+// the interval says by how much.
+func medianCI(xs []float64) (lo, hi float64, ok bool) {
+	n := len(xs)
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	// tail(l) = P(B <= l), B ~ Binomial(n, 1/2); the interval's coverage
+	// is 1 - 2*tail(l).
+	l, tail := -1, 0.0
+	for k := 0; k < n/2; k++ {
+		lg, _ := math.Lgamma(float64(n + 1))
+		lk, _ := math.Lgamma(float64(k + 1))
+		lnk, _ := math.Lgamma(float64(n - k + 1))
+		tail += math.Exp(lg - lk - lnk - float64(n)*math.Ln2)
+		if 2*tail > 0.05 {
+			break
+		}
+		l = k
+	}
+	if l < 0 {
+		return 0, 0, false
+	}
+	return s[l], s[n-1-l], true
+}
+
+// ciText is the 95% interval of the median of xs, as text to put after a
+// ratio ("" when there are too few values for one).
+func ciText(xs []float64) string {
+	lo, hi, ok := medianCI(xs)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf(" (95%% CI %.2f–%.2f over %d rounds)", lo, hi, len(xs))
 }
 
 func median(xs []float64) float64 {

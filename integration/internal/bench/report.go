@@ -260,9 +260,10 @@ func (r *Report) Verdicts() []string {
 func transformVerdicts(at, scenario string, rows map[string]Row) []string {
 	var out []string
 	check := func(what string, a, b Row, target float64) {
-		r := median(roundRatios(b.WallNS, a.WallNS))
-		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f (peak RSS %.1f vs %.1f MiB), target ≥ %.2f: %s",
-			at, a.Name, what, r, a.RSSMiB, b.RSSMiB, target, met(r >= target)))
+		rs := roundRatios(b.WallNS, a.WallNS)
+		r := median(rs)
+		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f%s (peak RSS %.1f vs %.1f MiB), target ≥ %.2f: %s",
+			at, a.Name, what, r, ciText(rs), a.RSSMiB, b.RSSMiB, target, met(r >= target)))
 	}
 	base, ok := rows[baselineID]
 	switch scenario {
@@ -301,9 +302,10 @@ func consumeVerdicts(at string, rows map[string]Row) []string {
 		if !ok1 || !ok2 {
 			continue
 		}
-		ratio := median(roundRatios(r.WallNS, k.WallNS))
-		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f (steady %.2f), %+.0f CPU ns per record, target ≥ 0.95: %s",
-			at, k.Name, r.Name, ratio, median(roundRatios(r.SteadyNS, k.SteadyNS)), extraCPUNS(k, r), met(ratio >= 0.95)))
+		rs := roundRatios(r.WallNS, k.WallNS)
+		ratio := median(rs)
+		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f%s (steady %.2f), %+.0f CPU ns per record, target ≥ 0.95: %s",
+			at, k.Name, r.Name, ratio, ciText(rs), median(roundRatios(r.SteadyNS, k.SteadyNS)), extraCPUNS(k, r), met(ratio >= 0.95)))
 	}
 	for _, p := range []struct{ kid, ref string }{{"kstream-records", "kcat"}, {"kstream-records-nogroup", "kcat-nogroup"}} {
 		k, ok1 := rows[p.kid]
@@ -335,9 +337,10 @@ func produceVerdicts(at, baseline string, rows map[string]Row) []string {
 		if !ok {
 			continue
 		}
-		r := median(roundRatios(b.WallNS, k.WallNS))
-		line := fmt.Sprintf("%s: %s / %s = %.2f, %+.0f CPU ns per record, target ≥ 0.95: %s",
-			at, k.Name, b.Name, r, extraCPUNS(k, b), met(r >= 0.95))
+		rs := roundRatios(b.WallNS, k.WallNS)
+		r := median(rs)
+		line := fmt.Sprintf("%s: %s / %s = %.2f%s, %+.0f CPU ns per record, target ≥ 0.95: %s",
+			at, k.Name, b.Name, r, ciText(rs), extraCPUNS(k, b), met(r >= 0.95))
 		if dok && d.ID != b.ID {
 			line += fmt.Sprintf(" (against %s, franz-go's defaults: %.2f)", d.Name, k.Ratio)
 		}
