@@ -140,3 +140,32 @@ func TestMedianCI(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundOrder checks that over the rounds every client runs in every
+// position and after more than one neighbour.
+func TestRoundOrder(t *testing.T) {
+	ids := []string{"a", "b", "c", "d"}
+	first := map[string]bool{}
+	after := map[string]map[string]bool{}
+	for round := range 8 {
+		order := roundOrder(ids, round)
+		if len(order) != len(ids) {
+			t.Fatalf("round %d: order %v", round, order)
+		}
+		first[order[0]] = true
+		for i := 1; i < len(order); i++ {
+			if after[order[i]] == nil {
+				after[order[i]] = map[string]bool{}
+			}
+			after[order[i]][order[i-1]] = true
+		}
+	}
+	if len(first) != len(ids) {
+		t.Errorf("first in the rounds: %v, want every client", first)
+	}
+	for _, id := range ids {
+		if len(after[id]) < 2 {
+			t.Errorf("%s ran after %v only", id, after[id])
+		}
+	}
+}

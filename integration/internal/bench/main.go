@@ -27,7 +27,7 @@ func Main() {
 	transformRecords := fs.Int("transform-records", 100_000, "records per transform and transform-eos run (kstream-send waits a round trip per record)")
 	sizes := fs.String("size", "100", "value size in bytes; a comma-separated list runs each size in turn")
 	partitions := fs.Int("partitions", 6, "partitions of every topic")
-	rounds := fs.Int("rounds", 5, "measured rounds; each round runs every client once, in rotated order")
+	rounds := fs.Int("rounds", 5, "measured rounds; each round runs every client once, in an order rotated every two rounds and reversed in odd ones")
 	batch := fs.Int("batch", 1000, "records per call in produce-batch and produce-async")
 	only := fs.String("only", "", "comma-separated scenarios ("+strings.Join(Scenarios, ", ")+"), clients (franz-go, franz-go-last, kstream-records, kstream-handle, kstream-send, kstream-producer, kstream-emit, kstream-eos, kafka-go, sarama, kcat, franz-go-count, kstream-records-nogroup, kstream-handle-nogroup, kcat-nogroup) or scenario/client; franz-go, the baseline, is always run")
 	quick := fs.Bool("quick", false, "CI smoke run: 20000 records, 2000 sync records, 5000 transform records, 3 rounds (unless set explicitly)")
