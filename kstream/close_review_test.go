@@ -34,9 +34,12 @@ func TestCloseJoiningAListenersCloseWaitsForTheLeave(t *testing.T) {
 			close(release)
 		}
 	}()
-	if err := s.Open(e.ctx); err != nil {
-		t.Logf("open: %v", err)
-	}
+	// Open runs on a goroutine of its own: when the assignment comes
+	// before Open has returned, the listener's Close makes Open give up,
+	// and Open's close waits for the leave, which waits for the listener,
+	// which waits for release below.
+	opened := make(chan error, 1)
+	go func() { opened <- s.Open(e.ctx) }()
 	<-inListenerClosed
 	done := make(chan struct{})
 	start := time.Now()
@@ -48,6 +51,9 @@ func TestCloseJoiningAListenersCloseWaitsForTheLeave(t *testing.T) {
 	}
 	close(release)
 	<-done
+	if err := <-opened; err != nil {
+		t.Logf("open: %v", err) // ErrClosed when the listener closed the stream during Open
+	}
 	g, err := e.c.DescribeGroup(e.ctx, "g")
 	if err != nil {
 		t.Fatal(err)
