@@ -2,6 +2,7 @@ package kstream_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,7 +41,11 @@ func TestCloseJoiningAListenersCloseWaitsForTheLeave(t *testing.T) {
 	// which waits for release below.
 	opened := make(chan error, 1)
 	go func() { opened <- s.Open(e.ctx) }()
-	<-inListenerClosed
+	select {
+	case <-inListenerClosed:
+	case <-e.ctx.Done():
+		t.Fatal("no assignment: the listener never ran")
+	}
 	done := make(chan struct{})
 	start := time.Now()
 	go func() { _ = s.Close(); close(done) }()
@@ -50,9 +55,21 @@ func TestCloseJoiningAListenersCloseWaitsForTheLeave(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 	close(release)
-	<-done
-	if err := <-opened; err != nil {
-		t.Logf("open: %v", err) // ErrClosed when the listener closed the stream during Open
+	select {
+	case <-done:
+	case <-e.ctx.Done():
+		t.Fatal("Close from main did not return once the listener had")
+	}
+	select {
+	case err := <-opened:
+		// ErrClosed when the listener closed the stream during Open (then
+		// main's Close waited for the Open to give up, which includes the
+		// leave); nil when Open had returned first.
+		if err != nil && !errors.Is(err, kstream.ErrClosed) {
+			t.Fatalf("Open: %v", err)
+		}
+	case <-e.ctx.Done():
+		t.Fatal("Open did not return")
 	}
 	g, err := e.c.DescribeGroup(e.ctx, "g")
 	if err != nil {

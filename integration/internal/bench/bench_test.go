@@ -141,8 +141,8 @@ func TestMedianCI(t *testing.T) {
 	}
 }
 
-// TestRoundOrder checks that over the rounds every client runs in every
-// position and after more than one neighbour.
+// TestRoundOrder checks that over the rounds every client runs first in
+// some round and after more than one neighbour.
 func TestRoundOrder(t *testing.T) {
 	ids := []string{"a", "b", "c", "d"}
 	first := map[string]bool{}
@@ -167,5 +167,42 @@ func TestRoundOrder(t *testing.T) {
 		if len(after[id]) < 2 {
 			t.Errorf("%s ran after %v only", id, after[id])
 		}
+	}
+}
+
+// TestVerdict checks that a target is met only when the median's interval
+// lies at or above it, and missed only when the interval lies below.
+func TestVerdict(t *testing.T) {
+	rounds := func(from float64) []float64 { // 15 rounds: from, from+0.01, ...
+		xs := make([]float64, 15)
+		for i := range xs {
+			xs[i] = from + float64(i)/100
+		}
+		return xs
+	}
+	for _, tc := range []struct {
+		rs   []float64
+		want string
+	}{
+		{rounds(0.95), "MET"},          // interval 0.98–1.06
+		{rounds(0.80), "NOT MET"},      // 0.83–0.91
+		{rounds(0.88), "AT THE LINE"},  // 0.91–0.99
+		{[]float64{0.96, 0.97}, "MET"}, // no interval: the median decides
+		{[]float64{0.90, 0.91}, "NOT MET"},
+	} {
+		if got := verdict(tc.rs, 0.95); !strings.HasPrefix(got, tc.want) || (tc.want == "MET" && strings.HasPrefix(got, "NOT")) {
+			t.Errorf("verdict(%v) = %q, want %s", tc.rs, got, tc.want)
+		}
+	}
+}
+
+// TestClientIDsIsACopy checks that a caller changing the slice clientIDs
+// returned does not change the next call's.
+func TestClientIDsIsACopy(t *testing.T) {
+	ids := clientIDs(scenarioConsume)
+	want := strings.Join(ids, ",")
+	ids[0] = "changed"
+	if got := strings.Join(clientIDs(scenarioConsume), ","); got != want {
+		t.Errorf("clientIDs after a caller changed its slice: %s, want %s", got, want)
 	}
 }

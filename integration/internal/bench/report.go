@@ -263,7 +263,7 @@ func transformVerdicts(at, scenario string, rows map[string]Row) []string {
 		rs := roundRatios(b.WallNS, a.WallNS)
 		r := median(rs)
 		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f%s (peak RSS %.1f vs %.1f MiB), target ≥ %.2f: %s",
-			at, a.Name, what, r, ciText(rs), a.RSSMiB, b.RSSMiB, target, met(r >= target)))
+			at, a.Name, what, r, ciText(rs), a.RSSMiB, b.RSSMiB, target, verdict(rs, target)))
 	}
 	base, ok := rows[baselineID]
 	switch scenario {
@@ -305,7 +305,7 @@ func consumeVerdicts(at string, rows map[string]Row) []string {
 		rs := roundRatios(r.WallNS, k.WallNS)
 		ratio := median(rs)
 		out = append(out, fmt.Sprintf("%s: %s / %s = %.2f%s (steady %.2f), %+.0f CPU ns per record, target ≥ 0.95: %s",
-			at, k.Name, r.Name, ratio, ciText(rs), median(roundRatios(r.SteadyNS, k.SteadyNS)), extraCPUNS(k, r), met(ratio >= 0.95)))
+			at, k.Name, r.Name, ratio, ciText(rs), median(roundRatios(r.SteadyNS, k.SteadyNS)), extraCPUNS(k, r), verdict(rs, 0.95)))
 	}
 	for _, p := range []struct{ kid, ref string }{{"kstream-records", "kcat"}, {"kstream-records-nogroup", "kcat-nogroup"}} {
 		k, ok1 := rows[p.kid]
@@ -320,9 +320,9 @@ func consumeVerdicts(at string, rows map[string]Row) []string {
 
 // produceVerdicts checks the producer targets: SendBatch and SendAsync at
 // least 0.95x franz-go's ProduceSync of a batch and Produce+Flush with the
-// engine's producer settings (franz-go-engine), by the median of the
-// per-round ratios; the ratio to franz-go with its defaults (baseline) is
-// given beside it.
+// engine's producer settings (franz-go-engine), by the 95% interval of the
+// median of the per-round ratios (verdict); the ratio to franz-go with its
+// defaults (baseline) is given beside it.
 func produceVerdicts(at, baseline string, rows map[string]Row) []string {
 	b, ok := rows["franz-go-engine"]
 	if !ok {
@@ -340,13 +340,30 @@ func produceVerdicts(at, baseline string, rows map[string]Row) []string {
 		rs := roundRatios(b.WallNS, k.WallNS)
 		r := median(rs)
 		line := fmt.Sprintf("%s: %s / %s = %.2f%s, %+.0f CPU ns per record, target ≥ 0.95: %s",
-			at, k.Name, b.Name, r, ciText(rs), extraCPUNS(k, b), met(r >= 0.95))
+			at, k.Name, b.Name, r, ciText(rs), extraCPUNS(k, b), verdict(rs, 0.95))
 		if dok && d.ID != b.ID {
 			line += fmt.Sprintf(" (against %s, franz-go's defaults: %.2f)", d.Name, k.Ratio)
 		}
 		out = append(out, line)
 	}
 	return out
+}
+
+// verdict judges per-round ratios rs against a target by the 95% interval
+// of their median: MET when the interval lies at or above the target, NOT
+// MET when it lies below, AT THE LINE when it includes the target. With
+// too few rounds for an interval (under 6), the median alone decides.
+func verdict(rs []float64, target float64) string {
+	lo, hi, ok := medianCI(rs)
+	switch {
+	case !ok:
+		return met(median(rs) >= target) + " (by the median: too few rounds for an interval)"
+	case lo >= target:
+		return "MET"
+	case hi < target:
+		return "NOT MET"
+	}
+	return "AT THE LINE (the interval includes the target)"
 }
 
 // met is a verdict on a target.
