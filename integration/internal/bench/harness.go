@@ -647,11 +647,12 @@ func medianCI(xs []float64) (lo, hi float64, ok bool) {
 	// tail(l) = P(B <= l), B ~ Binomial(n, 1/2); the interval's coverage
 	// is 1 - 2*tail(l).
 	l, tail := -1, 0.0
+	lnN, _ := math.Lgamma(float64(n + 1))
+	lnN -= float64(n) * math.Ln2 // ln(n! / 2^n)
 	for k := 0; k < n/2; k++ {
-		lg, _ := math.Lgamma(float64(n + 1))
 		lk, _ := math.Lgamma(float64(k + 1))
 		lnk, _ := math.Lgamma(float64(n - k + 1))
-		tail += math.Exp(lg - lk - lnk - float64(n)*math.Ln2)
+		tail += math.Exp(lnN - lk - lnk) // P(B = k)
 		if 2*tail > 0.05 {
 			break
 		}
