@@ -190,7 +190,9 @@ func newRunID() string {
 	if strings.TrimSpace(os.Getenv("KAFKA_BROKERS")) == "" {
 		return "embedded"
 	}
-	return strconv.FormatInt(time.Now().UnixNano(), 36)
+	// Decimal, as the other examples' suffixes: a base-36 one could be
+	// all letters, which examples/secured_test.go cannot tell from a name.
+	return strconv.FormatInt(time.Now().UnixNano(), 10)
 }
 
 // lockedWriter serialises writes from several goroutines.
