@@ -3,6 +3,7 @@ package kstream
 import (
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // TestAsyncOpPoolHandsEachOpToOneSend runs sends on several goroutines
@@ -66,5 +67,21 @@ func TestAsyncOpPoolHandsEachOpToOneSend(t *testing.T) {
 	}
 	if made == 0 {
 		t.Error("the pool made no sendOps")
+	}
+}
+
+// TestSendOpIsFourCacheLines: prefetchOp asks for a sendOp's first four
+// cache lines, and sendOps are laid out so that a send and a callback
+// write as few lines as they can: a field added past 256 bytes would be
+// left out of the prefetch, and would move the sendOp to a size class whose
+// objects do not start on a cache line.
+func TestSendOpIsFourCacheLines(t *testing.T) {
+	if got := unsafe.Sizeof(sendOp{}); got != 256 {
+		t.Fatalf("sendOp is %d bytes, want 256", got)
+	}
+	op := new(sendOp)
+	prefetchOp(op) // a hint: it must leave op as it was
+	if b := (*[256]byte)(unsafe.Pointer(op)); *b != [256]byte{} {
+		t.Fatal("prefetchOp changed the sendOp")
 	}
 }

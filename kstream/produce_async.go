@@ -93,6 +93,10 @@ func (e *Engine) sendAsync(ctx context.Context, topic string, key, value []byte,
 
 // finishAsync is a SendAsync record's promise.
 func (op *sendOp) finishAsync(r *kgo.Record, err error) {
+	if a := op.ahead; a != nil { // see asyncOpPool
+		prefetchOp(a)
+		op.ahead = nil
+	}
 	if !op.claim() {
 		// The record's context ended first, and its watch has failed
 		// it: its done is not ours to call. Waiting until the watch

@@ -534,8 +534,10 @@ type sendOp struct {
 	pool    *asyncOpPool // SendAsync's, which it goes back to
 	reg     int          // its index in pool.all
 	topic   string       // SendAsync's, written when it changes: the callback reads it
+	ahead   *sendOp      // SendAsync's: the sendOp expected to be taken two sends later, which its callback prefetches (async_ops.go)
 
-	_ [8]byte // 256 bytes, a size class whose objects start on a cache line
+	// 256 bytes in all (TestSendOpIsFourCacheLines), a size class whose
+	// objects start on a cache line: prefetchOp asks for four lines.
 }
 
 // DefaultMaxBufferedRecords is how many records an engine's producer
