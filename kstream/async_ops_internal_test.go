@@ -1,9 +1,11 @@
 package kstream
 
 import (
+	"context"
 	"sync"
 	"testing"
-	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // TestAsyncOpPoolHandsEachOpToOneSend runs sends on several goroutines
@@ -70,18 +72,91 @@ func TestAsyncOpPoolHandsEachOpToOneSend(t *testing.T) {
 	}
 }
 
-// TestSendOpIsFourCacheLines: prefetchOp asks for a sendOp's first four
-// cache lines, and sendOps are laid out so that a send and a callback
-// write as few lines as they can: a field added past 256 bytes would be
-// left out of the prefetch, and would move the sendOp to a size class whose
-// objects do not start on a cache line.
-func TestSendOpIsFourCacheLines(t *testing.T) {
-	if got := unsafe.Sizeof(sendOp{}); got != 256 {
-		t.Fatalf("sendOp is %d bytes, want 256", got)
+// TestSendAsyncLeavesNoSendOpAhead: a sendOp's ahead (the sendOp its
+// callback prefetches) is set by every send that takes it from a batch,
+// and cleared by the callback, also for records whose context's watch
+// failed them first: once Flush has returned, no sendOp of the pool keeps
+// another alive.
+func TestSendAsyncLeavesNoSendOpAhead(t *testing.T) {
+	fc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "t"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	op := new(sendOp)
-	prefetchOp(op) // a hint: it must leave op as it was
-	if b := (*[256]byte)(unsafe.Pointer(op)); *b != [256]byte{} {
-		t.Fatal("prefetchOp changed the sendOp")
+	defer fc.Close()
+	ctx := context.Background()
+	e, err := NewEngine(Brokers(fc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Stop(ctx) }()
+	var (
+		mu      sync.Mutex
+		outcome = map[bool]int{} // failed → records
+	)
+	done := func(_ RecordMetadata, err error) {
+		mu.Lock()
+		outcome[err != nil]++
+		mu.Unlock()
+	}
+	const perRound = 3 * asyncOpBatch
+	for round := range 3 { // the rounds after the first reuse its sendOps
+		sctx, cancel := context.WithCancel(ctx)
+		for i := range perRound {
+			c := ctx
+			if i%7 == 0 {
+				c = sctx // some under a context that ends while they are in flight
+			}
+			e.SendAsync(c, "t", []byte("v"), done)
+			if i == perRound/2 {
+				cancel()
+			}
+		}
+		cancel()
+		if err := e.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		left := 0
+		e.asyncOps.Load().each(func(op *sendOp) {
+			if op.ahead != nil {
+				left++
+			}
+		})
+		if left > 0 {
+			t.Fatalf("round %d: %d sendOps still point at another after Flush", round, left)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := outcome[false] + outcome[true]; got != 3*perRound {
+		t.Fatalf("%d outcomes, want %d", got, 3*perRound)
+	}
+}
+
+// TestAsyncOpAheadIsTheSendOpTakenTwoSendsLater: a send that takes a
+// sendOp from a batch points it at the one the send after next takes, which
+// its callback prefetches.
+func TestAsyncOpAheadIsTheSendOpTakenTwoSendsLater(t *testing.T) {
+	e := &Engine{}
+	pool := new(asyncOpPool)
+	for range asyncOpBatch { // one full batch, given back as the callbacks do
+		op := pool.get(e)
+		op.ahead = nil
+		pool.put(op)
+	}
+	var taken []*sendOp
+	for range asyncOpBatch {
+		taken = append(taken, pool.get(e))
+	}
+	for i, op := range taken {
+		var want *sendOp
+		if i+2 < len(taken) {
+			want = taken[i+2]
+		}
+		if op.ahead != want {
+			t.Fatalf("send %d of the batch: ahead is not the sendOp of send %d", i, i+2)
+		}
 	}
 }

@@ -31,10 +31,10 @@ import (
 //
 // A send and franz-go's callback for an earlier record run at the same
 // time on different CPUs, and a tight loop of sends is as fast as the
-// sending goroutine: so a send writes nothing that the callback or another
-// send writes (a list of records per watch, or a count of them, cost a
-// tight loop of SendAsync a third of its time), and the callback does one
-// compare-and-swap on its sendOp.
+// sending goroutine: so a send writes nothing, beyond its own sendOp, that
+// the callback or another send writes (a list of records per watch, or a
+// count of them, cost a tight loop of SendAsync a third of its time), and
+// the callback does one compare-and-swap on its sendOp.
 //
 // A watch is marked dead before it looks for its records, and a send looks
 // whether its watch is dead after attaching: either the watch finds the

@@ -512,10 +512,10 @@ type sendOp struct {
 
 	// What a send writes per record comes right after rec, on the cache
 	// line of the record's Offset, which franz-go writes just before the
-	// callback takes the record with a compare-and-swap on state: a
-	// SendAsync writes three cache lines of its sendOp (rec's), which come
-	// from the callback's CPU, and the callback reads no other line that
-	// the send wrote.
+	// callback takes the record with a compare-and-swap on state; ahead
+	// is on the last line. A SendAsync writes all four lines of its
+	// sendOp, which the callback wrote last (it clears rec and ahead), so
+	// both sides prefetch the sendOps they are about to write (asyncOpPool).
 	//
 	// state says, for a SendAsync record whose context can end, which
 	// watch it is attached to and who has its outcome (async_watch.go).
