@@ -74,9 +74,9 @@ func TestAsyncOpPoolHandsEachOpToOneSend(t *testing.T) {
 
 // TestSendAsyncLeavesNoSendOpAhead: a sendOp's ahead (the sendOp its
 // callback prefetches) is set by every send that takes it from a batch,
-// and cleared by the callback, also for records whose context's watch
-// failed them first: once Flush has returned, no sendOp of the pool keeps
-// another alive.
+// and cleared by the callback: once Flush has returned, no sendOp of the
+// pool keeps another alive. (Some records are sent under a context that
+// ends; a sendOp whose record its watch failed leaves the pool.)
 func TestSendAsyncLeavesNoSendOpAhead(t *testing.T) {
 	fc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "t"))
 	if err != nil {
@@ -156,7 +156,7 @@ func TestAsyncOpAheadIsTheSendOpTakenTwoSendsLater(t *testing.T) {
 			want = taken[i+2]
 		}
 		if op.ahead != want {
-			t.Fatalf("send %d of the batch: ahead is not the sendOp of send %d", i, i+2)
+			t.Fatalf("send %d of %d: ahead is %p, want %p (send %d's sendOp, or nil past the batch)", i, len(taken), op.ahead, want, i+2)
 		}
 	}
 }
