@@ -67,7 +67,8 @@ type asyncOpPool struct {
 }
 
 const (
-	prefetchAhead   = 4 // sends
+	prefetchAhead   = 4 // sends: how far down its batch a send prefetches
+	callbackAhead   = 2 // sends: which later send's sendOp a callback prefetches (sendOp.ahead)
 	asyncOpBatch    = 256
 	maxFreeAsyncOps = DefaultMaxBufferedRecords
 )
@@ -96,8 +97,8 @@ func (p *asyncOpPool) get(e *Engine) *sendOp {
 			prefetchOp(p.free[n-1-prefetchAhead])
 		}
 		var ahead *sendOp // cleared by op's callback
-		if n > 2 {
-			ahead = p.free[n-3]
+		if n > callbackAhead {
+			ahead = p.free[n-1-callbackAhead]
 		}
 		op.ahead = ahead
 		p.mu.Unlock()

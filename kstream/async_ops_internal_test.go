@@ -152,11 +152,11 @@ func TestAsyncOpAheadIsTheSendOpTakenTwoSendsLater(t *testing.T) {
 	}
 	for i, op := range taken {
 		var want *sendOp
-		if i+2 < len(taken) {
-			want = taken[i+2]
+		if i+callbackAhead < len(taken) {
+			want = taken[i+callbackAhead]
 		}
 		if op.ahead != want {
-			t.Fatalf("send %d of %d: ahead is %p, want %p (send %d's sendOp, or nil past the batch)", i, len(taken), op.ahead, want, i+2)
+			t.Fatalf("send %d of %d: ahead is %p, want %p (send %d's sendOp, or nil past the batch)", i, len(taken), op.ahead, want, i+callbackAhead)
 		}
 	}
 }
